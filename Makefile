@@ -1,0 +1,69 @@
+# malloc-clone build.
+#
+#   make              build/libmclone.so and build/libmclone.a (release)
+#   make debug        build/debug/   the same with MCLONE_DEBUG=2 (invariant checks)
+#   make check-build  build/check/   MCLONE_DEBUG=3 (full heap validation on every call)
+#   make test         everything above, then every test suite (tests/run.sh)
+#   make demo         a real program under libmclone next to glibc: time and memory
+#   make bench        the benchmark suite against glibc, jemalloc, mimalloc, tcmalloc
+#   make format       apply .clang-format
+#
+# CC=clang works too.  Objects of each flavour live in <flavour>/obj.
+
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+AR ?= ar
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS   ?= -O2 -g
+LIBFLAGS := -std=gnu11 -fPIC -fvisibility=hidden -ftls-model=initial-exec \
+            -fno-semantic-interposition -fno-builtin-malloc -fno-builtin-free \
+            -fno-builtin-calloc -fno-builtin-realloc \
+            -Iinclude -Isrc $(WARN)
+LDLIBS   := -lpthread
+
+SRCS := $(sort $(wildcard src/*.c))
+HDRS := $(wildcard src/*.h) include/mclone.h
+
+.PHONY: all debug check-build flavours test demo bench format format-check clean
+all: build/libmclone.so build/libmclone.a
+
+# $(1): output directory, $(2): extra compiler flags
+define flavour
+$(1)/obj/%.o: src/%.c $(HDRS) | $(1)/obj
+	$$(CC) $$(CFLAGS) $$(LIBFLAGS) $(2) -c $$< -o $$@
+$(1)/obj:
+	mkdir -p $$@
+$(1)/libmclone.so: $(patsubst src/%.c,$(1)/obj/%.o,$(SRCS))
+	$$(CC) -shared -Wl,-soname,libmclone.so -Wl,-z,nodelete -o $$@ $$^ $$(LDLIBS)
+$(1)/libmclone.a: $(patsubst src/%.c,$(1)/obj/%.o,$(SRCS))
+	rm -f $$@ && $$(AR) rcs $$@ $$^
+endef
+
+$(eval $(call flavour,build,-DMCLONE_DEBUG=0))
+$(eval $(call flavour,build/debug,-DMCLONE_DEBUG=2))
+$(eval $(call flavour,build/check,-DMCLONE_DEBUG=3))
+
+debug: build/debug/libmclone.so build/debug/libmclone.a
+check-build: build/check/libmclone.so build/check/libmclone.a
+flavours: all debug check-build
+
+# Other parts of the tree add their own rules and test prerequisites.
+TEST_DEPS := flavours
+-include mk/*.mk
+
+test: $(TEST_DEPS)
+	@tests/run.sh
+
+demo:
+	@scripts/demo.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	@clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
