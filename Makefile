@@ -16,7 +16,7 @@ endif
 AR ?= ar
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-CFLAGS   ?= -O2 -g
+CFLAGS   ?= -O2 -g -gdwarf-4
 LIBFLAGS := -std=gnu11 -fPIC -fvisibility=hidden -ftls-model=initial-exec \
             -fno-semantic-interposition -fno-builtin-malloc -fno-builtin-free \
             -fno-builtin-calloc -fno-builtin-realloc \

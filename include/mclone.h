@@ -20,7 +20,7 @@ extern "C" {
 #define MCLONE_VERSION_MINOR 1
 
 #if defined(__GNUC__)
-#define MC_API_MALLOC __attribute__((malloc, warn_unused_result))
+#define MC_API_MALLOC          __attribute__((malloc, warn_unused_result))
 #define MC_API_ALLOC_SIZE(...) __attribute__((alloc_size(__VA_ARGS__)))
 #else
 #define MC_API_MALLOC
@@ -61,17 +61,17 @@ void mc_collect(bool force);
  * Each option has an environment variable read once at start-up (from
  * environ, without getenv), and may be changed later with mc_option_set. */
 typedef enum mc_option_e {
-    MC_OPTION_PURGE_DELAY_MS,   /* MCLONE_PURGE_DELAY_MS: wait before giving free
-                                   pages back to the OS (-1: never; 0: at once) */
-    MC_OPTION_PURGE_MADV_FREE,  /* MCLONE_PURGE_MADV_FREE: purge with MADV_FREE
-                                   instead of MADV_DONTNEED (0/1) */
-    MC_OPTION_SEGMENT_CACHE,    /* MCLONE_SEGMENT_CACHE: empty segments kept
-                                   mapped for reuse */
-    MC_OPTION_VERBOSE,          /* MCLONE_VERBOSE: print warnings (0/1) */
-    MC_OPTION_SHOW_STATS,       /* MCLONE_SHOW_STATS: print statistics at exit */
-    MC_OPTION_ABORT_ON_ERROR,   /* MCLONE_ABORT_ON_ERROR: abort after reporting
-                                   a bad free (1, the default) or only report and
-                                   ignore it (0) */
+    MC_OPTION_PURGE_DELAY_MS,  /* MCLONE_PURGE_DELAY_MS: wait before giving free
+                                  pages back to the OS (-1: never; 0: at once) */
+    MC_OPTION_PURGE_MADV_FREE, /* MCLONE_PURGE_MADV_FREE: purge with MADV_FREE
+                                  instead of MADV_DONTNEED (0/1) */
+    MC_OPTION_SEGMENT_CACHE,   /* MCLONE_SEGMENT_CACHE: empty segments kept
+                                  mapped for reuse */
+    MC_OPTION_VERBOSE,         /* MCLONE_VERBOSE: print warnings (0/1) */
+    MC_OPTION_SHOW_STATS,      /* MCLONE_SHOW_STATS: print statistics at exit */
+    MC_OPTION_ABORT_ON_ERROR,  /* MCLONE_ABORT_ON_ERROR: abort after reporting
+                                  a bad free (1, the default) or only report and
+                                  ignore it (0) */
     MC_OPTION_COUNT
 } mc_option_t;
 
@@ -80,27 +80,30 @@ long mc_option_get(mc_option_t option);
 int mc_option_set(mc_option_t option, long value);
 
 /* ---- Statistics -----------------------------------------------------------
- * A snapshot over all threads.  "allocated" counts whole blocks (their usable
- * size); "resident" is what the allocator holds in memory that it has not
- * purged, an upper bound of its share of the process's RSS. */
+ * A snapshot over all threads, taken without stopping them (counters may be a
+ * few blocks out of date).  "allocated" counts whole blocks: what
+ * malloc_usable_size would report.  "committed" is memory in use by pages,
+ * huge blocks and metadata (kept up to date at every page event, so its peak
+ * is exact); "resident" adds the free slices not purged yet: an upper bound
+ * of what the allocator holds in RAM. */
 typedef struct mc_stats_s {
-    size_t allocated;        /* bytes in live blocks */
-    size_t allocated_peak;   /* highest value of allocated seen at a page event */
-    size_t mapped;           /* address space mapped from the OS */
+    size_t allocated; /* bytes in live blocks */
+    size_t committed; /* bytes in pages in use, huge blocks and metadata */
+    size_t committed_peak;
+    size_t resident; /* committed plus free memory not purged yet */
+    size_t mapped;   /* address space mapped from the OS */
     size_t mapped_peak;
-    size_t resident;         /* mapped and not purged */
-    size_t resident_peak;
-    size_t segments;         /* segments mapped (huge ones included) */
-    size_t segments_cached;  /* empty segments kept for reuse */
+    size_t segments;           /* segments mapped (huge ones included) */
+    size_t segments_cached;    /* empty segments kept for reuse */
     size_t segments_abandoned; /* segments of exited threads awaiting reclaim */
-    size_t huge_blocks;      /* blocks with a mapping of their own */
+    size_t huge_blocks;        /* blocks with a mapping of their own */
     size_t huge_bytes;
-    size_t pages;            /* pages (spans holding blocks) in use */
-    size_t heaps;            /* live thread heaps */
+    size_t pages; /* pages (spans holding blocks) in use */
+    size_t heaps; /* live thread heaps */
     size_t mmap_calls;
     size_t munmap_calls;
     size_t mremap_calls;
-    size_t purge_calls;      /* madvise calls that gave memory back */
+    size_t purge_calls; /* madvise calls that gave memory back */
     size_t purged_bytes;
 } mc_stats_t;
 

@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static int check_test_failed;  /* the current test has a failed check */
-static int check_any_failed;   /* some test of this program failed */
+static int check_test_failed; /* the current test has a failed check */
+static int check_any_failed;  /* some test of this program failed */
 static const char *check_prefix = "";
 
 #define TEST(name) static void test_##name(void)
@@ -46,6 +46,8 @@ static const char *check_prefix = "";
         check_any_failed |= check_test_failed;                                                     \
     } while (0)
 
-static inline int check_exit_status(void) { return check_any_failed ? 1 : 0; }
+static inline int check_exit_status(void) {
+    return check_any_failed ? 1 : 0;
+}
 
 #endif

@@ -1,0 +1,230 @@
+/* alloc.c: malloc and free.  The fast paths are inline in internal.h; here
+ * are their slow paths, and what is built on them: calloc, realloc, aligned
+ * allocation and usable size, with the checks that turn a bad pointer into a
+ * clear message instead of a corrupted heap.
+ *
+ *   malloc(n) -- n <= 1 KiB: pop heap->direct[(n+7)/8]->free ------------> block
+ *      \-- empty list, or n > 1 KiB: _mc_malloc_generic
+ *            |-- first call of the thread: create its heap (and the process state)
+ *            |-- maintenance: notified pages, purges due, trim requests
+ *            |-- n <= 128 KiB: a page of the bin with a free block (collect,
+ *            |                 extend, or a new span by first fit) -------> block
+ *            |-- n <= 2 MiB:   a span of its own -----------------------> block
+ *            \-- otherwise:    a mapping of its own (huge) -------------> block
+ *
+ *   free(p) -- p in a segment of ours, owned by this thread, page not full:
+ *      |       push on the page's local_free -----------------------------> done
+ *      \-- _mc_free_generic: NULL, bad pointers, huge blocks, full pages,
+ *          inner-aligned blocks, and other threads' blocks (atomic push on
+ *          the page's thread_free). */
+#include "internal.h"
+
+/* ---- malloc ------------------------------------------------------------------------ */
+static void *heap_alloc(mc_heap_t *heap, size_t size, size_t align, bool *is_zero) {
+    *is_zero = false;
+    if (align <= MC_MAX_ALIGN) {
+        if (size <= MC_MEDIUM_MAX) {
+            mc_page_t *pg = _mc_heap_page_for_bin(heap, _mc_bin_of(size));
+            if (pg == NULL) return NULL;
+            mc_block_t *b = pg->free;
+            pg->free = b->next;
+            return b;
+        }
+        if (size <= MC_LARGE_MAX) return _mc_heap_alloc_large(heap, size, is_zero);
+    }
+    return _mc_huge_alloc(size, align, is_zero);
+}
+
+/* The slow path of every allocation.  An align above MC_MAX_ALIGN asks for a
+ * huge block at that alignment. */
+static void *malloc_slow(mc_heap_t *heap, size_t size, size_t align, bool *is_zero) {
+    if (mc_unlikely(size > PTRDIFF_MAX)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (mc_unlikely(heap == &_mc_heap_empty)) {
+        heap = _mc_heap_init_thread();
+        if (heap == NULL) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    _mc_heap_maintain(heap);
+    void *p = heap_alloc(heap, size, align, is_zero);
+    if (mc_unlikely(p == NULL)) errno = ENOMEM;
+    if (MC_DEBUG >= 2) mc_assert(_mc_heap_is_valid(heap));
+    return p;
+}
+
+mc_noinline void *_mc_malloc_generic(size_t size, mc_heap_t *heap) {
+    /* The most common slow path: the page's free list ran out but this
+     * thread has freed blocks to it.  Refill and go, unless maintenance or
+     * notifications are due. */
+    if (size <= MC_SMALL_MAX) {
+        mc_page_t *pg = heap->direct[(size + 7) >> 3];
+        if (pg->local_free != NULL && heap->maintain_in > 1 &&
+            atomic_load_explicit(&heap->notified, memory_order_relaxed) == NULL) {
+            heap->maintain_in--;
+            _mc_page_collect(pg);
+            mc_block_t *b = pg->free;
+            pg->free = b->next;
+            return b;
+        }
+    }
+    bool is_zero;
+    return malloc_slow(heap, size, MC_MAX_ALIGN, &is_zero);
+}
+
+void *_mc_calloc(size_t size) {
+    mc_heap_t *heap = mc_heap_get();
+    void *p;
+    bool is_zero = false;
+    if (mc_likely(size <= MC_SMALL_MAX)) {
+        p = mc_heap_malloc(heap, size);
+    } else {
+        if (MC_DEBUG >= 3) _mc_debug_check_heap();
+        p = malloc_slow(heap, size, MC_MAX_ALIGN, &is_zero);
+    }
+    /* Large spans fresh from the OS (or purged) and huge blocks are known to
+     * be zero: not writing them keeps them out of RAM until used. */
+    if (p != NULL && !is_zero) memset(p, 0, size);
+    return p;
+}
+
+/* ---- Checking pointers ----------------------------------------------------------------
+ * Find the page and block of p, or report what is wrong with it. */
+typedef struct {
+    mc_segment_t *seg;
+    mc_page_t *page;   /* NULL for a huge block */
+    mc_block_t *block; /* start of the block holding p */
+} mc_where_t;
+
+static bool locate(const void *p, const char *func, mc_where_t *w) {
+    w->seg = mc_segment_of(p);
+    w->page = NULL;
+    if (mc_unlikely(!mc_segmap_contains(w->seg))) {
+        _mc_error_pointer(func, p, "not allocated by malloc-clone");
+        return false;
+    }
+    if (w->seg->kind == MC_SEGMENT_HUGE) {
+        if (mc_unlikely(p != w->seg->huge_block)) {
+            _mc_error_pointer(func, p, "not the start of an allocated block");
+            return false;
+        }
+        w->block = (mc_block_t *)w->seg->huge_block;
+        return true;
+    }
+    w->page = mc_page_of(w->seg, p);
+    if (mc_unlikely(w->page->kind == MC_KIND_NONE)) {
+        _mc_error_pointer(func, p, "not an allocated block (double free?)");
+        return false;
+    }
+    w->block = _mc_page_block_of(w->page, p);
+    if (mc_unlikely(w->block == NULL ||
+                    ((void *)w->block != p && !(w->page->flags & MC_PAGE_HAS_ALIGNED)))) {
+        _mc_error_pointer(func, p, "not the start of an allocated block");
+        return false;
+    }
+    return true;
+}
+
+/* ---- free --------------------------------------------------------------------------------- */
+mc_noinline void _mc_free_generic(void *p) {
+    if (p == NULL) return;
+    int saved = errno;
+    mc_where_t w;
+    if (locate(p, "free", &w)) {
+        if (w.page == NULL) {
+            _mc_huge_free(w.seg);
+        } else {
+            mc_heap_t *heap = mc_heap_get();
+            mc_page_t *pg = w.page;
+            if (atomic_load_explicit(&w.seg->heap, memory_order_relaxed) == heap) {
+                if (mc_unlikely(w.block == pg->local_free || w.block == pg->free))
+                    _mc_error_pointer("free", p, NULL);
+                else
+                    _mc_heap_free_local(heap, pg, w.block);
+            } else {
+                _mc_page_free_remote(pg, w.block);
+            }
+        }
+    }
+    errno = saved;
+}
+
+/* ---- Usable size ------------------------------------------------------------------------------
+ */
+size_t _mc_usable_size(const void *p, const char *func) {
+    if (p == NULL) return 0;
+    mc_where_t w;
+    if (!locate(p, func, &w)) return 0;
+    if (w.page == NULL) return mc_huge_usable(w.seg, p);
+    return _mc_page_block_usable(w.page, p);
+}
+
+/* ---- Aligned allocation ------------------------------------------------------------------------
+ * Pages start on a 64 KiB slice boundary and a bin's blocks are multiples of
+ * its alignment, so for alignments up to 64 KiB, rounding the size up to the
+ * alignment is enough: the bin (or large span) is aligned by construction.
+ * Larger alignments take a large span with room to slide, or a huge block
+ * mapped at the alignment. */
+void *_mc_malloc_aligned(size_t size, size_t align) {
+    mc_heap_t *heap = mc_heap_get();
+    if (align <= MC_MAX_ALIGN) return mc_heap_malloc(heap, size < align ? align : size);
+    size_t n = mc_align_up(size != 0 ? size : 1, align);
+    if (mc_unlikely(n < size || n > PTRDIFF_MAX)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (align <= MC_SLICE_SIZE && n <= MC_LARGE_MAX) return mc_heap_malloc(heap, n);
+    bool is_zero;
+    if (align < MC_LARGE_MAX && size <= MC_LARGE_MAX - align + MC_SLICE_SIZE) {
+        size_t total = size + align - MC_SLICE_SIZE;
+        if (total <= MC_MEDIUM_MAX) total = MC_MEDIUM_MAX + 1; /* a span: slice-aligned */
+        uint8_t *p = malloc_slow(heap, total, MC_MAX_ALIGN, &is_zero);
+        if (p == NULL) return NULL;
+        uint8_t *q = (uint8_t *)mc_align_up((uintptr_t)p, align);
+        if (q != p) mc_page_of(mc_segment_of(p), p)->flags |= MC_PAGE_HAS_ALIGNED;
+        return q;
+    }
+    return malloc_slow(heap, size, align, &is_zero);
+}
+
+/* ---- realloc ------------------------------------------------------------------------------------
+ * Pre: p != NULL, 0 < size <= PTRDIFF_MAX.  In place when the block is big
+ * enough and not more than twice too big, when a large span can grow or
+ * shrink in its segment, or when a huge mapping can be remapped; otherwise
+ * a new block, a copy, and a free.  On failure p is untouched. */
+void *_mc_realloc(void *p, size_t size) {
+    mc_where_t w;
+    if (!locate(p, "realloc", &w)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t usable = w.page == NULL ? mc_huge_usable(w.seg, p) : _mc_page_block_usable(w.page, p);
+    mc_heap_t *heap = mc_heap_get();
+    if (w.page == NULL) {
+        if (size > MC_LARGE_MAX) {
+            void *q = _mc_huge_realloc(w.seg, size);
+            if (q == NULL) errno = ENOMEM;
+            return q;
+        }
+    } else if (size <= usable && size >= usable / 2) {
+        return p;
+    } else if (w.page->kind == MC_KIND_LARGE && (void *)w.page->start == p &&
+               size > MC_MEDIUM_MAX && size <= MC_LARGE_MAX &&
+               _mc_heap_resize_large(heap, w.page, size)) {
+        return p;
+    }
+    void *q = mc_heap_malloc(heap, size);
+    if (q == NULL) return NULL;
+    memcpy(q, p, usable < size ? usable : size);
+    mc_free_inline(p);
+    return q;
+}
+
+/* ---- Debug
+ * ---------------------------------------------------------------------------------------- */
+void _mc_debug_check_heap(void) {
+    if (!_mc_heap_is_valid(mc_heap_get())) _mc_fatal("heap check failed (see the line above)");
+}

@@ -1,0 +1,72 @@
+/* config.h: every build-time setting of libmclone, in one place.
+ *
+ * Variants are chosen with -D on the command line and tested with plain `if`
+ * (not #ifdef) wherever possible, so that every variant's code is compiled in
+ * every build and cannot rot. */
+#ifndef MC_CONFIG_H
+#define MC_CONFIG_H
+
+#include "os.h"
+
+/* 0 release, 1 cheap asserts, 2 invariant checks on slow paths,
+ * 3 full validation of the calling thread's heap on every call. */
+#ifndef MCLONE_DEBUG
+#define MCLONE_DEBUG 0
+#endif
+#define MC_DEBUG MCLONE_DEBUG
+
+/* Fault injection: the os layer can be told to fail its Nth call (tests). */
+#ifndef MCLONE_FAULT_INJECT
+#define MCLONE_FAULT_INJECT 0
+#endif
+#define MC_FAULT_INJECT MCLONE_FAULT_INJECT
+
+/* ---- Geometry --------------------------------------------------------------
+ * A segment is 4 MiB aligned to 4 MiB, cut into 64 slices of 64 KiB.  Slice 0
+ * holds the segment header and the page descriptors; slices 1..63 are handed
+ * out as spans. */
+#define MC_SEGMENT_SHIFT    22
+#define MC_SEGMENT_SIZE     ((size_t)1 << MC_SEGMENT_SHIFT)
+#define MC_SEGMENT_MASK     (MC_SEGMENT_SIZE - 1)
+#define MC_SLICE_SHIFT      16
+#define MC_SLICE_SIZE       ((size_t)1 << MC_SLICE_SHIFT)
+#define MC_SLICES           (MC_SEGMENT_SIZE / MC_SLICE_SIZE) /* 64: one bitmap word */
+#define MC_SEGMENT_ALL_FREE (~(uint64_t)1)                    /* every slice but 0 */
+
+/* The segment map: one 16-bit entry per 4 MiB of user address space.
+ *   0                     not ours
+ *   MC_TAG_NONE           ours, owned by no heap that frees fast (huge,
+ *                         cached, abandoned segments)
+ *   MC_TAG_FIRST..LAST    owned by the heap with that tag
+ * A thread's own tag is in TLS (MC_TAG_NOBODY until it has a heap), so free
+ * checks "a block of ours, owned by this thread" with one load. */
+#define MC_SEGMAP_ENTRIES ((size_t)1 << (MC_OS_ADDRESS_BITS - MC_SEGMENT_SHIFT))
+#define MC_TAG_NONE       1
+#define MC_TAG_FIRST      2
+#define MC_TAG_LAST       0xFFFE
+#define MC_TAG_NOBODY     0xFFFF /* never in the map */
+
+/* ---- Size ranges -----------------------------------------------------------
+ * small: bins, served through the direct table; medium: bins of larger pages;
+ * large: a span of its own; huge: a mapping of its own. */
+#define MC_SMALL_MAX    1024
+#define MC_DIRECT_COUNT (MC_SMALL_MAX / 8 + 1) /* index (size + 7) / 8 */
+#define MC_MEDIUM_MAX   ((size_t)128 * 1024)
+#define MC_LARGE_MAX    (MC_SEGMENT_SIZE / 2)
+#define MC_BIN_COUNT    50 /* bins 1..49; bin 0 unused */
+#define MC_BIN_FULL     MC_BIN_COUNT
+#define MC_MAX_ALIGN    16   /* the alignment of every block of 16 bytes or more */
+#define MC_HUGE_OFFSET  4096 /* a huge block starts this far into its mapping */
+
+/* Blocks carved into a page's free list at a time: at most this many bytes
+ * (so a fresh page touches memory gradually) and at least MC_EXTEND_MIN. */
+#define MC_EXTEND_BYTES 4096
+#define MC_EXTEND_MIN   4
+
+/* ---- Memory return defaults (options override them at run time) ---------- */
+#define MC_PURGE_DELAY_MS_DEFAULT 10
+#define MC_SEGMENT_CACHE_DEFAULT  8
+#define MC_CACHE_EXPIRE_MS        1000
+#define MC_MAINTAIN_EVERY         32 /* slow-path calls between clock checks */
+
+#endif

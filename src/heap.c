@@ -1,0 +1,663 @@
+/* heap.c: one heap per thread.  A heap owns segments, keeps a queue of its
+ * pages per bin (the first page of each queue is where malloc allocates; the
+ * direct table points at it), a queue of full pages, and the list of full
+ * pages that other threads have freed into.  Here too: process start-up,
+ * thread start and exit (exit abandons the heap's segments to whoever needs
+ * memory next), reclaiming abandoned segments, paced maintenance (purges,
+ * trim requests), and the fork handlers. */
+#include "internal.h"
+
+const mc_page_t _mc_page_empty;
+mc_heap_t _mc_heap_empty = {
+    .direct = {[0 ... MC_DIRECT_COUNT - 1] = (mc_page_t *)&_mc_page_empty},
+};
+__thread mc_heap_t *_mc_heap_tls __attribute__((tls_model("initial-exec"))) = &_mc_heap_empty;
+__thread uint16_t _mc_tag_tls __attribute__((tls_model("initial-exec"))) = MC_TAG_NOBODY;
+
+/* Every live heap, and the pool of heaps of exited threads (heaps are never
+ * unmapped: a remote free may still read a page's heap pointer). */
+static mc_lock_t heaps_lock;
+static mc_heap_t *heaps_all;
+static mc_heap_t *heaps_pool;
+static size_t heaps_live;
+static uint8_t *heaps_chunk;
+static size_t heaps_chunk_left;
+static uint32_t heaps_next_tag = MC_TAG_FIRST;
+
+static _Atomic uint32_t trim_epoch;
+
+static void heap_page_free(mc_heap_t *heap, mc_page_t *pg);
+static void heap_drain_notified(mc_heap_t *heap);
+
+/* ---- Queues ------------------------------------------------------------------------ */
+static void queue_link_back(mc_page_queue_t *q, mc_page_t *pg) {
+    pg->next = NULL;
+    pg->prev = q->last;
+    if (q->last)
+        q->last->next = pg;
+    else
+        q->first = pg;
+    q->last = pg;
+    q->count++;
+}
+
+static void queue_link_front(mc_page_queue_t *q, mc_page_t *pg) {
+    pg->prev = NULL;
+    pg->next = q->first;
+    if (q->first)
+        q->first->prev = pg;
+    else
+        q->last = pg;
+    q->first = pg;
+    q->count++;
+}
+
+static void queue_unlink(mc_page_queue_t *q, mc_page_t *pg) {
+    if (pg->prev)
+        pg->prev->next = pg->next;
+    else
+        q->first = pg->next;
+    if (pg->next)
+        pg->next->prev = pg->prev;
+    else
+        q->last = pg->prev;
+    pg->next = pg->prev = NULL;
+    q->count--;
+}
+
+/* Point the direct-table entries of a small bin at its first page. */
+static void direct_update(mc_heap_t *heap, size_t bin) {
+    size_t size = _mc_bin_size(bin);
+    if (size > MC_SMALL_MAX) return;
+    mc_page_t *pg = heap->queues[bin].first;
+    if (pg == NULL) pg = (mc_page_t *)&_mc_page_empty;
+    size_t lo = bin == 1 ? 0 : _mc_bin_size(bin - 1) / 8 + 1;
+    for (size_t w = lo; w <= size / 8; w++) heap->direct[w] = pg;
+}
+
+/* The head of each bin queue is pinned: its used count holds one extra, so
+ * the fast path never sees it empty and never releases it. */
+static void page_pin(mc_page_t *pg) {
+    pg->pinned = 1;
+    pg->used++;
+}
+
+static void page_unpin(mc_page_t *pg) {
+    pg->pinned = 0;
+    pg->used--;
+}
+
+static void bin_push_front(mc_heap_t *heap, mc_page_t *pg) {
+    mc_page_queue_t *q = &heap->queues[pg->bin];
+    mc_page_t *old = q->first;
+    queue_link_front(q, pg);
+    page_pin(pg);
+    direct_update(heap, pg->bin);
+    if (old != NULL) {
+        _mc_page_unfree(old);
+        page_unpin(old);
+        if (old->used == 0) {
+            queue_unlink(q, old);
+            heap_page_free(heap, old);
+        }
+    }
+}
+
+static void bin_push_back(mc_heap_t *heap, mc_page_t *pg) {
+    mc_page_queue_t *q = &heap->queues[pg->bin];
+    queue_link_back(q, pg);
+    if (q->first == pg) {
+        page_pin(pg);
+        direct_update(heap, pg->bin);
+    }
+}
+
+/* Take a page out of its bin queue; the caller decides its fate (used may
+ * have dropped to 0 if it was the pinned head). */
+static void bin_remove(mc_heap_t *heap, mc_page_t *pg) {
+    mc_page_queue_t *q = &heap->queues[pg->bin];
+    bool head = q->first == pg;
+    queue_unlink(q, pg);
+    if (head) {
+        _mc_page_unfree(pg);
+        if (pg->pinned) page_unpin(pg);
+        if (q->first) page_pin(q->first);
+        direct_update(heap, pg->bin);
+    }
+}
+
+static void full_push(mc_heap_t *heap, mc_page_t *pg) {
+    pg->flags |= MC_PAGE_IN_FULL;
+    queue_link_back(&heap->queues[MC_BIN_FULL], pg);
+}
+
+static void full_remove(mc_heap_t *heap, mc_page_t *pg) {
+    pg->flags &= (uint8_t)~MC_PAGE_IN_FULL;
+    queue_unlink(&heap->queues[MC_BIN_FULL], pg);
+}
+
+/* Remove a page from whichever queue holds it. */
+static void queue_remove_any(mc_heap_t *heap, mc_page_t *pg) {
+    if (pg->flags & MC_PAGE_IN_FULL)
+        full_remove(heap, pg);
+    else
+        bin_remove(heap, pg);
+}
+
+/* A full page that may have free blocks again (collected, or notified):
+ * free it if empty, move it back to its bin if it has blocks, else keep it
+ * full and armed. */
+static void full_page_recheck(mc_heap_t *heap, mc_page_t *pg) {
+    for (;;) {
+        _mc_page_collect_thread_free(pg);
+        if (pg->used == 0) {
+            full_remove(heap, pg);
+            heap_page_free(heap, pg);
+            return;
+        }
+        if (pg->kind != MC_KIND_LARGE &&
+            (pg->free || pg->local_free || pg->capacity < pg->reserved)) {
+            full_remove(heap, pg);
+            bin_push_back(heap, pg);
+            return;
+        }
+        if (_mc_page_arm_notify(pg)) return;
+    }
+}
+
+/* ---- Segments of a heap ---------------------------------------------------------------- */
+static void heap_note_purge(mc_heap_t *heap, uint64_t at) {
+    if (at != 0 && (heap->purge_at == 0 || at < heap->purge_at)) heap->purge_at = at;
+}
+
+static void heap_segment_add(mc_heap_t *heap, mc_segment_t *seg) {
+    mc_segment_t *prev = NULL, *cur = heap->segments;
+    while (cur != NULL && cur < seg) {
+        prev = cur;
+        cur = cur->next;
+    }
+    seg->prev = prev;
+    seg->next = cur;
+    if (cur) cur->prev = seg;
+    if (prev)
+        prev->next = seg;
+    else
+        heap->segments = seg;
+    heap->segment_count++;
+    if (seg->free_map == MC_SEGMENT_ALL_FREE) heap->empty_segments++;
+    heap_note_purge(heap, seg->purge_at);
+}
+
+static void heap_segment_remove(mc_heap_t *heap, mc_segment_t *seg) {
+    if (seg->prev)
+        seg->prev->next = seg->next;
+    else
+        heap->segments = seg->next;
+    if (seg->next) seg->next->prev = seg->prev;
+    seg->next = seg->prev = NULL;
+    heap->segment_count--;
+    if (seg->free_map == MC_SEGMENT_ALL_FREE) heap->empty_segments--;
+}
+
+/* A segment became empty: keep one empty segment for the next page, hand
+ * the others to the segment cache. */
+static void heap_segment_emptied(mc_heap_t *heap, mc_segment_t *seg) {
+    heap->empty_segments++;
+    if (heap->empty_segments > 1) {
+        heap_segment_remove(heap, seg);
+        _mc_segment_release(seg);
+    }
+}
+
+/* A page's span goes back to its segment.  Pre: the page is in no queue and
+ * has no live block. */
+static void heap_page_free(mc_heap_t *heap, mc_page_t *pg) {
+    mc_assert(pg->used == 0 && !(pg->flags & MC_PAGE_IN_FULL));
+    mc_segment_t *seg = mc_page_segment(pg);
+    size_t idx = mc_page_index(pg), n = pg->slice_count;
+    _mc_page_clear(pg);
+    heap_note_purge(heap, _mc_segment_free_span(seg, idx, n));
+    if (seg->free_map == MC_SEGMENT_ALL_FREE) heap_segment_emptied(heap, seg);
+}
+
+/* Adopt one abandoned segment: its pages join this heap's queues, after
+ * collecting what other threads freed into them meanwhile.  Empty pages are
+ * freed last: freeing the last one may release the segment itself. */
+static bool heap_reclaim(mc_heap_t *heap) {
+    mc_segment_t *seg = _mc_segment_reclaim_one(heap);
+    if (seg == NULL) return false;
+    heap_segment_add(heap, seg);
+    mc_page_t *empty[MC_SLICES];
+    size_t nempty = 0;
+    size_t i = 1;
+    while (i < MC_SLICES) {
+        mc_page_t *pg = &seg->pages[i];
+        if (seg->free_map & ((uint64_t)1 << i)) {
+            i++;
+            continue;
+        }
+        i += pg->slice_count;
+        mc_assert(!pg->pinned && pg->notify_next == NULL);
+        atomic_store_explicit(&pg->heap, heap, memory_order_release);
+        pg->flags &= (uint8_t)~MC_PAGE_IN_FULL;
+        pg->next = pg->prev = NULL;
+        for (;;) {
+            _mc_page_collect_thread_free(pg);
+            if (pg->used == 0) {
+                empty[nempty++] = pg;
+                break;
+            }
+            if (pg->kind != MC_KIND_LARGE &&
+                (pg->free || pg->local_free || pg->capacity < pg->reserved)) {
+                bin_push_back(heap, pg);
+                break;
+            }
+            if (_mc_page_arm_notify(pg)) {
+                full_push(heap, pg);
+                break;
+            }
+        }
+    }
+    for (size_t k = 0; k < nempty; k++) heap_page_free(heap, empty[k]);
+    return true;
+}
+
+/* n free slices in one of the heap's segments, in address order; else from
+ * an abandoned segment, the segment cache, or the OS. */
+static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
+    for (;;) {
+        for (mc_segment_t *seg = heap->segments; seg != NULL; seg = seg->next) {
+            if ((size_t)__builtin_popcountll(seg->free_map) < n) continue;
+            int idx = _mc_segment_find_span(seg, n);
+            if (idx < 0) continue;
+            if (seg->free_map == MC_SEGMENT_ALL_FREE) heap->empty_segments--;
+            *is_zero = _mc_segment_take_span(seg, (size_t)idx, n);
+            return &seg->pages[idx];
+        }
+        if (heap_reclaim(heap)) continue;
+        mc_segment_t *seg = _mc_segment_acquire(heap);
+        if (seg == NULL) return NULL;
+        heap_segment_add(heap, seg);
+    }
+}
+
+/* ---- Allocation slow paths ----------------------------------------------------------------- */
+mc_page_t *_mc_heap_page_for_bin(mc_heap_t *heap, size_t bin) {
+    mc_page_queue_t *q = &heap->queues[bin];
+    mc_page_t *pg;
+    while ((pg = q->first) != NULL) {
+        if (MC_DEBUG >= 2) mc_assert(_mc_page_is_valid(pg));
+        if (pg->free != NULL) return pg;
+        _mc_page_collect(pg);
+        if (pg->free != NULL) return pg;
+        if (pg->capacity < pg->reserved) {
+            _mc_page_extend(pg);
+            return pg;
+        }
+        /* Exhausted: park it in the full queue, unless another thread freed
+         * into it in the meantime. */
+        if (!_mc_page_arm_notify(pg)) continue;
+        bin_remove(heap, pg);
+        full_push(heap, pg);
+    }
+    size_t slices = _mc_bin_slices(bin);
+    bool zero;
+    pg = heap_alloc_span(heap, slices, &zero);
+    if (pg == NULL) return NULL;
+    _mc_page_init(pg, slices, _mc_bin_size(bin), bin, zero, heap);
+    _mc_page_extend(pg);
+    bin_push_front(heap, pg);
+    return pg;
+}
+
+void *_mc_heap_alloc_large(mc_heap_t *heap, size_t size, bool *is_zero) {
+    size_t slices = (size + MC_SLICE_SIZE - 1) >> MC_SLICE_SHIFT;
+    mc_page_t *pg = heap_alloc_span(heap, slices, is_zero);
+    if (pg == NULL) return NULL;
+    _mc_page_init_large(pg, slices, *is_zero, heap);
+    queue_link_back(&heap->queues[MC_BIN_FULL], pg);
+    return pg->start;
+}
+
+bool _mc_heap_resize_large(mc_heap_t *heap, mc_page_t *pg, size_t size) {
+    mc_segment_t *seg = mc_page_segment(pg);
+    if (atomic_load_explicit(&seg->heap, memory_order_relaxed) != heap) return false;
+    size_t idx = mc_page_index(pg), old = pg->slice_count;
+    size_t n = (size + MC_SLICE_SIZE - 1) >> MC_SLICE_SHIFT;
+    if (n == old) return true;
+    if (n < old) {
+        _mc_page_clear_inner(pg, n, old);
+        pg->slice_count = (uint16_t)n;
+        pg->block_size = (uint32_t)(n * MC_SLICE_SIZE);
+        heap_note_purge(heap, _mc_segment_free_span(seg, idx + n, old - n));
+        return true;
+    }
+    if (idx + n > MC_SLICES) return false;
+    uint64_t want = (((uint64_t)1 << (n - old)) - 1) << (idx + old);
+    if ((seg->free_map & want) != want) return false;
+    _mc_segment_take_span(seg, idx + old, n - old);
+    _mc_page_set_inner(pg, old, n);
+    pg->slice_count = (uint16_t)n;
+    pg->block_size = (uint32_t)(n * MC_SLICE_SIZE);
+    return true;
+}
+
+/* ---- Free slow paths --------------------------------------------------------------------------
+ */
+void _mc_heap_free_local(mc_heap_t *heap, mc_page_t *pg, mc_block_t *block) {
+    if ((pg->flags & MC_PAGE_IN_FULL) && _mc_page_disarm_notify(pg)) heap_drain_notified(heap);
+    block->next = pg->local_free;
+    pg->local_free = block;
+    if (--pg->used == 0) {
+        queue_remove_any(heap, pg);
+        heap_page_free(heap, pg);
+        _mc_heap_maintain(heap);
+        return;
+    }
+    if (pg->flags & MC_PAGE_IN_FULL) {
+        full_remove(heap, pg);
+        bin_push_back(heap, pg);
+    }
+}
+
+void _mc_heap_page_emptied(mc_page_t *pg) {
+    mc_heap_t *heap = mc_heap_get();
+    bin_remove(heap, pg);
+    heap_page_free(heap, pg);
+    _mc_heap_maintain(heap);
+}
+
+/* Full pages that other threads freed into, as told by their notifications. */
+static void heap_drain_notified(mc_heap_t *heap) {
+    if (atomic_load_explicit(&heap->notified, memory_order_relaxed) == NULL) return;
+    mc_page_t *pg = atomic_exchange_explicit(&heap->notified, NULL, memory_order_acquire);
+    while (pg != NULL) {
+        mc_page_t *next = pg->notify_next;
+        pg->notify_next = NULL;
+        if (pg->flags & MC_PAGE_IN_FULL) full_page_recheck(heap, pg);
+        pg = next;
+    }
+}
+
+/* ---- Maintenance ----------------------------------------------------------------------------- */
+static void heap_purge(mc_heap_t *heap, uint64_t now, bool force) {
+    heap->purge_at = 0;
+    for (mc_segment_t *seg = heap->segments; seg != NULL; seg = seg->next) {
+        _mc_segment_purge(seg, now, force);
+        heap_note_purge(heap, seg->purge_at);
+    }
+}
+
+void _mc_heap_maintain(mc_heap_t *heap) {
+    heap_drain_notified(heap);
+    if (--heap->maintain_in > 0) return;
+    heap->maintain_in = MC_MAINTAIN_EVERY;
+    uint64_t now = _mc_os_now_ms();
+    if (heap->purge_at != 0 && now >= heap->purge_at) heap_purge(heap, now, false);
+    uint32_t epoch = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
+    if (heap->trim_epoch != epoch) {
+        heap->trim_epoch = epoch;
+        _mc_heap_collect(heap, true);
+    }
+    _mc_segments_maintain(now, false);
+    heap_reclaim(heap); /* memory of exited threads goes back into use */
+}
+
+void _mc_heap_collect(mc_heap_t *heap, bool force) {
+    heap_drain_notified(heap);
+    /* Full pages: stop their notifications, then look at each again. */
+    mc_page_queue_t *full = &heap->queues[MC_BIN_FULL];
+    bool claimed = false;
+    for (mc_page_t *pg = full->first; pg != NULL; pg = pg->next)
+        claimed |= _mc_page_disarm_notify(pg);
+    if (claimed) heap_drain_notified(heap);
+    for (mc_page_t *pg = full->first, *next; pg != NULL; pg = next) {
+        next = pg->next;
+        full_page_recheck(heap, pg);
+    }
+    /* Bin pages: collect; free the empty ones (with force, the heads too). */
+    for (size_t bin = 1; bin < MC_BIN_COUNT; bin++) {
+        for (mc_page_t *pg = heap->queues[bin].first, *next; pg != NULL; pg = next) {
+            next = pg->next;
+            _mc_page_collect_thread_free(pg);
+            if (force) _mc_page_unfree(pg);
+            if (pg->used - pg->pinned == 0 && (force || !pg->pinned)) {
+                bin_remove(heap, pg);
+                heap_page_free(heap, pg);
+            }
+        }
+    }
+    uint64_t now = _mc_os_now_ms();
+    heap_purge(heap, now, force);
+    if (force) {
+        for (mc_segment_t *seg = heap->segments, *next; seg != NULL; seg = next) {
+            next = seg->next;
+            if (seg->free_map == MC_SEGMENT_ALL_FREE) {
+                heap_segment_remove(heap, seg);
+                _mc_segment_release(seg);
+            }
+        }
+    }
+    _mc_segments_maintain(now, force);
+}
+
+void _mc_heap_request_trim(void) {
+    atomic_fetch_add_explicit(&trim_epoch, 1, memory_order_relaxed);
+}
+
+/* ---- Heaps of threads -------------------------------------------------------------------------
+ */
+static mc_heap_t *heap_new(void) {
+    _mc_lock(&heaps_lock);
+    mc_heap_t *heap = heaps_pool;
+    if (heap != NULL) {
+        heaps_pool = heap->pool_next;
+    } else {
+        size_t size = mc_align_up(sizeof(mc_heap_t), 64);
+        if (heaps_chunk_left < size) {
+            size_t chunk = mc_align_up(16 * size, _mc_os_page_size());
+            heaps_chunk = _mc_os_map(chunk);
+            heaps_chunk_left = heaps_chunk != NULL ? chunk : 0;
+            if (heaps_chunk != NULL) _mc_stats_committed((long)chunk);
+        }
+        if (heaps_chunk_left >= size) {
+            heap = (mc_heap_t *)heaps_chunk;
+            heaps_chunk += size;
+            heaps_chunk_left -= size;
+        }
+    }
+    if (heap != NULL) {
+        uint16_t tag = heap->tag; /* a pooled heap keeps its tag */
+        if (tag == 0)
+            tag = heaps_next_tag <= MC_TAG_LAST ? (uint16_t)heaps_next_tag++ : MC_TAG_NONE;
+        memset(heap, 0, sizeof *heap);
+        heap->tag = tag;
+        for (size_t w = 0; w < MC_DIRECT_COUNT; w++) heap->direct[w] = (mc_page_t *)&_mc_page_empty;
+        heap->trim_epoch = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
+        heap->all_next = heaps_all;
+        if (heaps_all) heaps_all->all_prev = heap;
+        heaps_all = heap;
+        heaps_live++;
+    }
+    _mc_unlock(&heaps_lock);
+    return heap;
+}
+
+/* Thread exit: free what can be freed, give the rest away. */
+static void heap_abandon(mc_heap_t *heap) {
+    _mc_heap_collect(heap, true);
+    /* Heads give up their pin; full pages their notification.  Disarming
+     * waits for notifications under way, so once the notified list is
+     * dropped below, no other thread will touch this heap again. */
+    for (size_t bin = 1; bin < MC_BIN_COUNT; bin++) {
+        mc_page_t *pg = heap->queues[bin].first;
+        if (pg == NULL) continue;
+        _mc_page_unfree(pg);
+        page_unpin(pg);
+        if (pg->used == 0) {
+            queue_unlink(&heap->queues[bin], pg);
+            heap_page_free(heap, pg);
+        }
+    }
+    for (mc_page_t *pg = heap->queues[MC_BIN_FULL].first; pg != NULL; pg = pg->next)
+        _mc_page_disarm_notify(pg);
+    mc_page_t *pg = atomic_exchange_explicit(&heap->notified, NULL, memory_order_acquire);
+    while (pg != NULL) {
+        mc_page_t *next = pg->notify_next;
+        pg->notify_next = NULL;
+        pg = next;
+    }
+    /* The pages stay in their segments, for whoever adopts them. */
+    for (mc_segment_t *seg = heap->segments, *next; seg != NULL; seg = next) {
+        next = seg->next;
+        heap_segment_remove(heap, seg);
+        if (seg->free_map == MC_SEGMENT_ALL_FREE)
+            _mc_segment_release(seg);
+        else
+            _mc_segment_abandon(seg);
+    }
+    _mc_lock(&heaps_lock);
+    if (heap->all_prev)
+        heap->all_prev->all_next = heap->all_next;
+    else
+        heaps_all = heap->all_next;
+    if (heap->all_next) heap->all_next->all_prev = heap->all_prev;
+    heaps_live--;
+    heap->pool_next = heaps_pool;
+    heaps_pool = heap;
+    _mc_unlock(&heaps_lock);
+}
+
+static void heap_thread_done(void *arg) {
+    mc_heap_t *heap = arg;
+    if (heap == NULL || heap == &_mc_heap_empty) return;
+    if (_mc_heap_tls == heap) {
+        _mc_heap_tls = &_mc_heap_empty;
+        _mc_tag_tls = MC_TAG_NOBODY;
+    }
+    heap_abandon(heap);
+}
+
+size_t _mc_heaps_count(void) {
+    return __atomic_load_n(&heaps_live, __ATOMIC_RELAXED);
+}
+
+/* ---- Fork
+ * ---------------------------------------------------------------------------------------- Take
+ * every lock before fork so that no other thread holds one at the moment of the copy; the child,
+ * whose only thread is the forking one, resets them.  Other threads' heaps stay in the child
+ * unowned: their blocks can still be freed there (as remote frees). */
+static void fork_prepare(void) {
+    _mc_lock(&heaps_lock);
+    _mc_segments_fork_prepare();
+}
+
+static void fork_parent(void) {
+    _mc_segments_fork_parent();
+    _mc_unlock(&heaps_lock);
+}
+
+static void fork_child(void) {
+    _mc_segments_fork_child();
+    _mc_lock_reset(&heaps_lock);
+}
+
+/* ---- Start-up
+ * ------------------------------------------------------------------------------------ The first
+ * malloc of the process runs this.  Nothing here may allocate before the state is READY;
+ * pthread_atfork and atexit (which may call malloc in glibc) come after, and find a working
+ * allocator when they re-enter. */
+enum { PROCESS_NONE, PROCESS_STARTING, PROCESS_READY };
+static _Atomic int process_state;
+
+static bool process_init(void) {
+    int state = atomic_load_explicit(&process_state, memory_order_acquire);
+    if (mc_likely(state == PROCESS_READY)) return true;
+    int expected = PROCESS_NONE;
+    if (atomic_compare_exchange_strong(&process_state, &expected, PROCESS_STARTING)) {
+        _mc_os_init();
+        _mc_options_init();
+        if (!_mc_segments_init() || _mc_os_thread_key_create(heap_thread_done) != 0) {
+            atomic_store(&process_state, PROCESS_NONE);
+            return false;
+        }
+        atomic_store_explicit(&process_state, PROCESS_READY, memory_order_release);
+        _mc_os_atfork(fork_prepare, fork_parent, fork_child);
+        _mc_stats_print_at_exit();
+        return true;
+    }
+    while ((state = atomic_load_explicit(&process_state, memory_order_acquire)) == PROCESS_STARTING)
+        _mc_os_spin_pause();
+    return state == PROCESS_READY;
+}
+
+mc_heap_t *_mc_heap_init_thread(void) {
+    mc_heap_t *heap = _mc_heap_tls;
+    if (heap != &_mc_heap_empty) return heap;
+    if (!process_init()) return NULL;
+    heap = heap_new();
+    if (heap == NULL) return NULL;
+    _mc_heap_tls = heap;
+    /* A heap beyond the last tag frees through the slow path. */
+    _mc_tag_tls = heap->tag == MC_TAG_NONE ? MC_TAG_NOBODY : heap->tag;
+    _mc_os_thread_key_set(heap); /* may re-enter malloc: the heap is ready */
+    return heap;
+}
+
+__attribute__((constructor(101))) static void mc_process_constructor(void) {
+    _mc_heap_init_thread();
+}
+
+/* ---- Validation (debug)
+ * ---------------------------------------------------------------------------- */
+#define VALID(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            _mc_message("mclone: heap check: heap %p: %s", (const void *)heap, #cond);             \
+            return false;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+static bool queue_is_valid(mc_heap_t *heap, size_t bin) {
+    mc_page_queue_t *q = &heap->queues[bin];
+    size_t n = 0;
+    mc_page_t *prev = NULL;
+    for (mc_page_t *pg = q->first; pg != NULL; prev = pg, pg = pg->next) {
+        VALID(pg->prev == prev && ++n <= q->count);
+        VALID(atomic_load_explicit(&pg->heap, memory_order_relaxed) == heap);
+        VALID(atomic_load_explicit(&mc_page_segment(pg)->heap, memory_order_relaxed) == heap);
+        if (bin == MC_BIN_FULL) {
+            VALID(pg->flags & MC_PAGE_IN_FULL);
+            VALID(!pg->pinned);
+        } else {
+            VALID(!(pg->flags & MC_PAGE_IN_FULL) && pg->bin == bin);
+            VALID(pg->pinned == (pg == q->first));
+            VALID(pg->used > pg->pinned || pg->pinned); /* only a head may be empty */
+            VALID(pg == q->first || pg->free == NULL);
+        }
+        if (!_mc_page_is_valid(pg)) return false;
+    }
+    VALID(q->last == prev && n == q->count);
+    if (bin != MC_BIN_FULL && _mc_bin_size(bin) <= MC_SMALL_MAX) {
+        mc_page_t *want = q->first ? q->first : (mc_page_t *)&_mc_page_empty;
+        VALID(heap->direct[_mc_bin_size(bin) / 8] == want);
+    }
+    return true;
+}
+
+bool _mc_heap_is_valid(mc_heap_t *heap) {
+    if (heap == &_mc_heap_empty) return true;
+    for (size_t bin = 1; bin <= MC_BIN_FULL; bin++)
+        if (!queue_is_valid(heap, bin)) return false;
+    size_t n = 0, empty = 0;
+    for (mc_segment_t *seg = heap->segments; seg != NULL; seg = seg->next) {
+        VALID(seg->next == NULL || seg < seg->next);
+        VALID(atomic_load_explicit(&seg->heap, memory_order_relaxed) == heap);
+        VALID(seg->state == MC_SEGMENT_OWNED);
+        if (!_mc_segment_is_valid(seg)) return false;
+        n++;
+        empty += seg->free_map == MC_SEGMENT_ALL_FREE;
+    }
+    VALID(n == heap->segment_count && empty == heap->empty_segments);
+    return true;
+}

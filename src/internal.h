@@ -1,0 +1,243 @@
+/* internal.h: what the files of libmclone share, grouped by the file that
+ * defines it (lowest layer first), and the inline fast paths of malloc and
+ * free.  Names: mc_ public, _mc_ shared between files, static for the rest. */
+#ifndef MC_INTERNAL_H
+#define MC_INTERNAL_H
+
+#include <errno.h>
+#include <string.h>
+
+#include "mclone.h"
+#include "os.h"
+#include "types.h"
+
+#define mc_likely(x)   __builtin_expect(!!(x), 1)
+#define mc_unlikely(x) __builtin_expect(!!(x), 0)
+#define mc_noinline    __attribute__((noinline))
+#define mc_export      __attribute__((visibility("default")))
+
+/* mc_assert: debug builds only.  mc_check: always on; reports and aborts. */
+#define mc_assert(cond)                                                                            \
+    do {                                                                                           \
+        if (MC_DEBUG >= 1 && mc_unlikely(!(cond))) _mc_assert_fail(#cond, __FILE__, __LINE__);     \
+    } while (0)
+
+static inline size_t mc_align_up(size_t n, size_t align) {
+    return (n + align - 1) & ~(align - 1);
+}
+static inline bool mc_is_pow2(size_t x) {
+    return x != 0 && (x & (x - 1)) == 0;
+}
+
+/* ---- stats.c: messages, statistics, reports -------------------------------- */
+_Noreturn void _mc_assert_fail(const char *expr, const char *file, int line);
+/* Format (%s %d %u %zu %zx %p %%) into a line and write it to stderr. */
+void _mc_message(const char *fmt, ...);
+/* The same, prefixed with "mclone: ", then abort: heap corruption. */
+_Noreturn void _mc_fatal(const char *fmt, ...);
+/* A bad pointer given to func: one line on stderr, then abort (unless the
+ * abort_on_error option is 0, in which case the call is ignored).  what says
+ * what is wrong; NULL means a double free. */
+void _mc_error_pointer(const char *func, const void *p, const char *what);
+/* Committed bytes: pages in use, huge blocks, metadata. */
+void _mc_stats_committed(long delta);
+void _mc_stats_print_at_exit(void);
+
+/* ---- options.c ----------------------------------------------------------------- */
+extern long _mc_options[MC_OPTION_COUNT];
+void _mc_options_init(void);
+static inline long mc_option(mc_option_t o) {
+    return _mc_options[o];
+}
+
+/* ---- segment.c: segments, spans (first fit), the segment map, huge blocks --- */
+extern uint16_t _mc_segmap[MC_SEGMAP_ENTRIES]; /* see config.h */
+extern uintptr_t _mc_secret;
+
+/* The segment of any block: blocks never start at a segment's first byte
+ * (slice 0 is metadata), and a huge block starts at most MC_SEGMENT_SIZE after
+ * its header, so p - 1 is always inside the header's 4 MiB. */
+static inline mc_segment_t *mc_segment_of(const void *p) {
+    return (mc_segment_t *)(((uintptr_t)p - 1) & ~(uintptr_t)MC_SEGMENT_MASK);
+}
+
+/* The segment map entry of p's segment; 0 (not ours) for anything outside
+ * user space, including the "segment" of NULL. */
+static inline uint16_t mc_segmap_tag(const void *p) {
+    uintptr_t i = ((uintptr_t)p - 1) >> MC_SEGMENT_SHIFT;
+    return i < MC_SEGMAP_ENTRIES ? _mc_segmap[i] : 0;
+}
+
+/* Is seg one of ours? */
+static inline bool mc_segmap_contains(const mc_segment_t *seg) {
+    return mc_segmap_tag((const uint8_t *)seg + 1) != 0;
+}
+
+void _mc_segmap_set(mc_segment_t *seg, uint16_t tag);
+
+/* The page holding p, for a normal segment. */
+static inline mc_page_t *mc_page_of(mc_segment_t *seg, const void *p) {
+    mc_page_t *d = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> MC_SLICE_SHIFT];
+    return (mc_page_t *)((uint8_t *)d - d->slice_back);
+}
+
+static inline mc_segment_t *mc_page_segment(const mc_page_t *pg) {
+    return (mc_segment_t *)((uintptr_t)pg & ~(uintptr_t)MC_SEGMENT_MASK);
+}
+
+static inline size_t mc_page_index(const mc_page_t *pg) {
+    return (size_t)(pg - mc_page_segment(pg)->pages);
+}
+
+static inline uint8_t *mc_slice_start(mc_segment_t *seg, size_t idx) {
+    return (uint8_t *)seg + idx * MC_SLICE_SIZE;
+}
+
+bool _mc_segments_init(void);
+/* The lowest slice of a run of n free slices, or -1 (address-ordered first fit). */
+int _mc_segment_find_span(const mc_segment_t *seg, size_t n);
+/* Mark slices [idx, idx + n) used; returns whether they are known zero. */
+bool _mc_segment_take_span(mc_segment_t *seg, size_t idx, size_t n);
+/* Mark them free again and schedule their purge; returns the deadline set
+ * (0 if purged at once or already scheduled earlier). */
+uint64_t _mc_segment_free_span(mc_segment_t *seg, size_t idx, size_t n);
+/* Purge the dirty free slices if due at now (or all with force); returns
+ * bytes purged. */
+size_t _mc_segment_purge(mc_segment_t *seg, uint64_t now, bool force);
+/* A fresh or cached empty segment, owned by heap; NULL when out of memory. */
+mc_segment_t *_mc_segment_acquire(struct mc_heap_s *heap);
+/* An empty segment leaves its heap: into the cache, or unmapped. */
+void _mc_segment_release(mc_segment_t *seg);
+/* A segment with live blocks whose heap is going away. */
+void _mc_segment_abandon(mc_segment_t *seg);
+/* Take one abandoned segment (now owned by heap), or NULL. */
+mc_segment_t *_mc_segment_reclaim_one(struct mc_heap_s *heap);
+/* Cache expiry, purges of cached and abandoned segments; force: all now. */
+void _mc_segments_maintain(uint64_t now, bool force);
+/* Huge blocks: a mapping each. */
+void *_mc_huge_alloc(size_t size, size_t align, bool *is_zero);
+void _mc_huge_free(mc_segment_t *seg);
+void *_mc_huge_realloc(mc_segment_t *seg, size_t size);
+static inline size_t mc_huge_usable(const mc_segment_t *seg, const void *p) {
+    return seg->size - (size_t)((const uint8_t *)p - (const uint8_t *)seg);
+}
+/* Visit every mapped segment under the registry lock (stats, heap map). */
+void _mc_segments_visit(void (*visit)(const mc_segment_t *seg, void *arg), void *arg);
+size_t _mc_segments_count(size_t *cached, size_t *abandoned);
+void _mc_segments_fork_prepare(void);
+void _mc_segments_fork_parent(void);
+void _mc_segments_fork_child(void);
+bool _mc_segment_is_valid(const mc_segment_t *seg);
+
+/* ---- page.c: one span of blocks and its three free lists ------------------------ */
+/* Size classes ("bins"). */
+size_t _mc_bin_of(size_t size);
+size_t _mc_bin_size(size_t bin);
+size_t _mc_bin_slices(size_t bin);
+void _mc_page_init(mc_page_t *pg, size_t slices, size_t block_size, size_t bin, bool is_zero,
+                   struct mc_heap_s *heap);
+void _mc_page_init_large(mc_page_t *pg, size_t slices, bool is_zero, struct mc_heap_s *heap);
+/* Clear the descriptors of a page's span before its slices go back. */
+void _mc_page_clear(mc_page_t *pg);
+/* Descriptors [from, to) after pg's become inner slices of its span, or stop
+ * being so (a large span that grows or shrinks). */
+void _mc_page_set_inner(mc_page_t *pg, size_t from, size_t to);
+void _mc_page_clear_inner(mc_page_t *pg, size_t from, size_t to);
+/* Give back the blocks of the free list to local_free (a head page that
+ * stops being the head). */
+void _mc_page_unfree(mc_page_t *pg);
+/* Carve more blocks into the free list (capacity < reserved). */
+void _mc_page_extend(mc_page_t *pg);
+/* Move thread_free and local_free into free when free is empty. */
+void _mc_page_collect(mc_page_t *pg);
+size_t _mc_page_collect_thread_free(mc_page_t *pg);
+void _mc_page_free_remote(mc_page_t *pg, mc_block_t *block);
+bool _mc_page_arm_notify(mc_page_t *pg);
+bool _mc_page_disarm_notify(mc_page_t *pg);
+/* The start of the block holding p, or NULL if p is not inside a block. */
+mc_block_t *_mc_page_block_of(const mc_page_t *pg, const void *p);
+size_t _mc_page_block_usable(const mc_page_t *pg, const void *p);
+bool _mc_page_is_valid(const mc_page_t *pg);
+
+/* ---- heap.c: thread heaps, queues, process start, threads and fork -------------- */
+extern __thread mc_heap_t *_mc_heap_tls __attribute__((tls_model("initial-exec")));
+extern __thread uint16_t _mc_tag_tls __attribute__((tls_model("initial-exec")));
+extern mc_heap_t _mc_heap_empty;
+extern const mc_page_t _mc_page_empty;
+
+static inline mc_heap_t *mc_heap_get(void) {
+    return _mc_heap_tls;
+}
+
+/* The calling thread's heap, created (with the process state) on first use;
+ * NULL if that fails. */
+mc_heap_t *_mc_heap_init_thread(void);
+/* A page of bin with a block in its free list, at the head of its queue. */
+mc_page_t *_mc_heap_page_for_bin(mc_heap_t *heap, size_t bin);
+void *_mc_heap_alloc_large(mc_heap_t *heap, size_t size, bool *is_zero);
+/* Grow or shrink a large block in place; false if it cannot. */
+bool _mc_heap_resize_large(mc_heap_t *heap, mc_page_t *pg, size_t size);
+/* A local free that the fast path could not finish. */
+void _mc_heap_free_local(mc_heap_t *heap, mc_page_t *pg, mc_block_t *block);
+/* The fast path freed the last block of a page that is not its bin's head. */
+void _mc_heap_page_emptied(mc_page_t *pg);
+/* Slow-path bookkeeping: notifications, purges, trim requests. */
+void _mc_heap_maintain(mc_heap_t *heap);
+void _mc_heap_collect(mc_heap_t *heap, bool force);
+void _mc_heap_request_trim(void);
+size_t _mc_heaps_count(void);
+bool _mc_heap_is_valid(mc_heap_t *heap);
+
+/* ---- alloc.c: malloc and free, fast paths here, slow paths there ------------------ */
+void *_mc_malloc_generic(size_t size, mc_heap_t *heap);
+void _mc_free_generic(void *p);
+void *_mc_malloc_aligned(size_t size, size_t align);
+void *_mc_realloc(void *p, size_t size);
+void *_mc_calloc(size_t size);
+size_t _mc_usable_size(const void *p, const char *func);
+void _mc_debug_check_heap(void);
+
+/* malloc's fast path: pop the first free block of the page the direct table
+ * names for this size.  The empty page (no free block) stands in for "no page
+ * yet", and the empty heap for "no heap yet", so this has one branch.  (The
+ * page counted its free blocks as used when they entered the list.) */
+static inline void *mc_heap_malloc_small(mc_heap_t *heap, size_t size) {
+    mc_page_t *pg = heap->direct[(size + 7) >> 3];
+    mc_block_t *b = pg->free;
+    if (mc_unlikely(b == NULL)) return _mc_malloc_generic(size, heap);
+    pg->free = b->next;
+    return b;
+}
+
+static inline void *mc_heap_malloc(mc_heap_t *heap, size_t size) {
+    if (MC_DEBUG >= 3) _mc_debug_check_heap();
+    if (mc_likely(size <= MC_SMALL_MAX)) return mc_heap_malloc_small(heap, size);
+    return _mc_malloc_generic(size, heap);
+}
+
+/* free's fast path: the segment map says p is in a segment owned by this
+ * thread; the page's descriptor (found by address arithmetic alone) has no
+ * flag (not full, not a multi-slice page's inner slice, no inner-aligned
+ * block) and p is not the block just freed: push p on local_free.  All else,
+ * NULL and bad pointers included, goes to the slow path. */
+static inline void mc_free_inline(void *p) {
+    if (MC_DEBUG >= 3) _mc_debug_check_heap();
+    uintptr_t i = ((uintptr_t)p - 1) >> MC_SEGMENT_SHIFT;
+    if (mc_likely(i < MC_SEGMAP_ENTRIES) && mc_likely(_mc_segmap[i] == _mc_tag_tls)) {
+        /* descriptor = segment + 128 * slice index (p is never a segment's
+         * first byte, so p - 1 and p share the segment) */
+        mc_page_t *pg =
+            (mc_page_t *)((i << MC_SEGMENT_SHIFT) |
+                          (((uintptr_t)p >> (MC_SLICE_SHIFT - 7)) & ((MC_SLICES - 1) << 7)));
+        mc_block_t *b = (mc_block_t *)p, *head = pg->local_free;
+        if (mc_likely(pg->flags == 0 && b != head)) {
+            b->next = head;
+            pg->local_free = b;
+            if (mc_unlikely(--pg->used == 0)) _mc_heap_page_emptied(pg);
+            return;
+        }
+    }
+    _mc_free_generic(p);
+}
+
+#endif

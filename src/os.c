@@ -1,0 +1,269 @@
+/* os.c: the only file that talks to the operating system (Linux, with glibc
+ * or another libc): mmap and friends, futexes, the clock, randomness,
+ * write(2), and the pthread hooks for fork and thread exit.  See os.h for
+ * the contract of each call. */
+#define _GNU_SOURCE
+#include "os.h"
+#include "config.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static size_t os_page_size = 4096;
+
+/* Counters, updated with relaxed atomics (they are statistics). */
+static struct {
+    _Atomic size_t mapped, mapped_peak;
+    _Atomic size_t mmap_calls, munmap_calls, mremap_calls, purge_calls, purged_bytes;
+} os_count;
+
+static void count_add(_Atomic size_t *c, size_t n) {
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static void count_mapped(size_t added, size_t removed) {
+    size_t now =
+        atomic_fetch_add_explicit(&os_count.mapped, added - removed, memory_order_relaxed) + added -
+        removed;
+    size_t peak = atomic_load_explicit(&os_count.mapped_peak, memory_order_relaxed);
+    while (now > peak &&
+           !atomic_compare_exchange_weak_explicit(&os_count.mapped_peak, &peak, now,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+
+/* ---- Fault injection ------------------------------------------------------ */
+static _Atomic long fault_countdown = -1;
+static _Atomic bool fault_repeat;
+
+void _mc_os_fail_after(long n, bool repeat) {
+    atomic_store(&fault_repeat, repeat);
+    atomic_store(&fault_countdown, n);
+}
+
+/* True when this call must fail (only in fault-injection builds). */
+static bool fault_now(void) {
+    if (!MC_FAULT_INJECT) return false;
+    long n = atomic_load_explicit(&fault_countdown, memory_order_relaxed);
+    while (n >= 0) {
+        long next = n > 0 ? n - 1 : (atomic_load(&fault_repeat) ? 0 : -1);
+        if (atomic_compare_exchange_weak(&fault_countdown, &n, next)) {
+            if (n == 0) {
+                errno = ENOMEM;
+                return true;
+            }
+            return false;
+        }
+    }
+    return false;
+}
+
+/* ---- Memory ---------------------------------------------------------------- */
+void _mc_os_init(void) {
+    long ps = (long)getauxval(AT_PAGESZ);
+    if (ps <= 0) ps = sysconf(_SC_PAGESIZE);
+    if (ps > 0) os_page_size = (size_t)ps;
+}
+
+size_t _mc_os_page_size(void) {
+    return os_page_size;
+}
+
+static void *raw_map(size_t size) {
+    if (fault_now()) return NULL;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    count_add(&os_count.mmap_calls, 1);
+    if (p == MAP_FAILED) return NULL;
+    count_mapped(size, 0);
+    return p;
+}
+
+static int raw_unmap(void *p, size_t size) {
+    count_add(&os_count.munmap_calls, 1);
+    if (munmap(p, size) != 0) return -1;
+    count_mapped(0, size);
+    return 0;
+}
+
+void *_mc_os_map(size_t size) {
+    return raw_map(size);
+}
+
+int _mc_os_unmap(void *p, size_t size) {
+    return raw_unmap(p, size);
+}
+
+void *_mc_os_map_aligned(size_t size, size_t align, size_t offset) {
+    if (size + align < size) return NULL;
+    /* Over-allocate by align and cut the ends off: the kernel gives no way to
+     * ask for an alignment. */
+    uint8_t *base = raw_map(size + align);
+    if (base == NULL) return NULL;
+    uintptr_t want = ((uintptr_t)base + offset + align - 1) & ~(uintptr_t)(align - 1);
+    uint8_t *x = (uint8_t *)(want - offset);
+    size_t head = (size_t)(x - base);
+    size_t tail = align - head;
+    if (head > 0) raw_unmap(base, head);
+    if (tail > 0) raw_unmap(x + size, tail);
+    return x;
+}
+
+int _mc_os_purge(void *p, size_t size, bool madv_free) {
+    if (fault_now()) return -1;
+    count_add(&os_count.purge_calls, 1);
+    int advice = MADV_DONTNEED;
+#ifdef MADV_FREE
+    if (madv_free) advice = MADV_FREE;
+#else
+    (void)madv_free;
+#endif
+    if (madvise(p, size, advice) != 0) return -1;
+    count_add(&os_count.purged_bytes, size);
+    return 0;
+}
+
+void *_mc_os_remap(void *p, size_t old_size, size_t new_size, void *target) {
+    if (fault_now()) return NULL;
+    count_add(&os_count.mremap_calls, 1);
+    void *q;
+    if (target == NULL) {
+        q = mremap(p, old_size, new_size, 0);
+        if (q == MAP_FAILED) return NULL;
+    } else {
+        q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+        if (q == MAP_FAILED) return NULL;
+        /* target was counted when it was mapped */
+        new_size = 0;
+    }
+    count_mapped(new_size, old_size);
+    return q;
+}
+
+void _mc_os_counters(mc_os_counters_t *out) {
+    out->mapped = atomic_load_explicit(&os_count.mapped, memory_order_relaxed);
+    out->mapped_peak = atomic_load_explicit(&os_count.mapped_peak, memory_order_relaxed);
+    out->mmap_calls = atomic_load_explicit(&os_count.mmap_calls, memory_order_relaxed);
+    out->munmap_calls = atomic_load_explicit(&os_count.munmap_calls, memory_order_relaxed);
+    out->mremap_calls = atomic_load_explicit(&os_count.mremap_calls, memory_order_relaxed);
+    out->purge_calls = atomic_load_explicit(&os_count.purge_calls, memory_order_relaxed);
+    out->purged_bytes = atomic_load_explicit(&os_count.purged_bytes, memory_order_relaxed);
+}
+
+/* ---- Time, randomness, output ------------------------------------------------ */
+uint64_t _mc_os_now_ms(void) {
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t _mc_os_random(void) {
+    uint64_t r = 0;
+#ifdef SYS_getrandom
+    if (syscall(SYS_getrandom, &r, sizeof r, 1 /* GRND_NONBLOCK */) == (long)sizeof r) return r;
+#endif
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uintptr_t)&r;
+    return r * 0x9E3779B97F4A7C15ull;
+}
+
+void _mc_os_write(int fd, const void *buf, size_t len) {
+    const char *s = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, s, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        s += n;
+        len -= (size_t)n;
+    }
+}
+
+_Noreturn void _mc_os_abort(void) {
+    /* abort() may flush stdio (which may allocate) on some libcs; raise the
+     * signal directly, then make sure we do not return. */
+    raise(SIGABRT);
+    signal(SIGABRT, SIG_DFL);
+    raise(SIGABRT);
+    _exit(134);
+}
+
+char **_mc_os_environ(void) {
+    return environ;
+}
+
+/* ---- Locks ------------------------------------------------------------------ */
+void _mc_os_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+static void futex_wait(uint32_t *addr, uint32_t val) {
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(uint32_t *addr) {
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+bool _mc_trylock(mc_lock_t *lock) {
+    uint32_t expected = 0;
+    return __atomic_compare_exchange_n(&lock->state, &expected, 1, false, __ATOMIC_ACQUIRE,
+                                       __ATOMIC_RELAXED);
+}
+
+void _mc_lock(mc_lock_t *lock) {
+    if (_mc_trylock(lock)) return;
+    for (int i = 0; i < 64; i++) {
+        _mc_os_spin_pause();
+        if (__atomic_load_n(&lock->state, __ATOMIC_RELAXED) == 0 && _mc_trylock(lock)) return;
+    }
+    /* Contended: mark the lock as having sleepers and wait on it.  errno is
+     * preserved because free may come through here. */
+    int saved = errno;
+    while (__atomic_exchange_n(&lock->state, 2, __ATOMIC_ACQUIRE) != 0) futex_wait(&lock->state, 2);
+    errno = saved;
+}
+
+void _mc_unlock(mc_lock_t *lock) {
+    if (__atomic_exchange_n(&lock->state, 0, __ATOMIC_RELEASE) == 2) {
+        int saved = errno;
+        futex_wake(&lock->state);
+        errno = saved;
+    }
+}
+
+void _mc_lock_reset(mc_lock_t *lock) {
+    __atomic_store_n(&lock->state, 0, __ATOMIC_RELAXED);
+}
+
+/* ---- Threads ------------------------------------------------------------------ */
+static pthread_key_t thread_key;
+
+int _mc_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
+    return pthread_atfork(prepare, parent, child);
+}
+
+int _mc_os_thread_key_create(void (*destructor)(void *)) {
+    return pthread_key_create(&thread_key, destructor);
+}
+
+void _mc_os_thread_key_set(void *value) {
+    pthread_setspecific(thread_key, value);
+}

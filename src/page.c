@@ -1,0 +1,279 @@
+/* page.c: one span holding blocks of one size, and its three free lists
+ * (free, local_free, thread_free; see types.h).  Also the size classes
+ * ("bins") that decide a page's block size, and the lock-free protocol by
+ * which other threads free into a page and wake up its owner. */
+#include "internal.h"
+
+/* ---- Bins ---------------------------------------------------------------------
+ *   bin 1: 8 bytes;  bins 2-9: 16 to 128 by 16;
+ *   then four bins per power of two: 160 192 224 256, 320 384 448 512, ...
+ *   up to bin 49 = 128 KiB.  Every size is a multiple of 16 (but 8), so every
+ *   block of 16 bytes or more is 16-byte aligned, and a bin of 2^k bytes
+ *   (k <= 16) yields 2^k-aligned blocks, since pages start on a slice. */
+size_t _mc_bin_of(size_t size) {
+    if (size <= 8) return 1;
+    if (size <= 128) return ((size + 15) >> 4) + 1;
+    size_t s = size - 1;
+    size_t b = 63 - (size_t)__builtin_clzll(s); /* 2^b <= s < 2^(b+1), b >= 7 */
+    return 10 + (b - 7) * 4 + ((s >> (b - 2)) & 3);
+}
+
+size_t _mc_bin_size(size_t bin) {
+    if (bin <= 1) return 8;
+    if (bin <= 9) return (bin - 1) * 16;
+    size_t k = bin - 10, b = 7 + k / 4;
+    return ((size_t)1 << b) + (k % 4 + 1) * ((size_t)1 << (b - 2));
+}
+
+/* Pages of blocks up to 8 KiB are one slice; larger blocks get pages of at
+ * least eight blocks (up to 16 slices for 128 KiB blocks). */
+size_t _mc_bin_slices(size_t bin) {
+    size_t bs = _mc_bin_size(bin);
+    if (bs <= 8 * 1024) return 1;
+    return (8 * bs + MC_SLICE_SIZE - 1) / MC_SLICE_SIZE;
+}
+
+/* ---- Set-up ---------------------------------------------------------------------- */
+/* Mark slices [from, to) of the span starting at pg as inner slices. */
+void _mc_page_set_inner(mc_page_t *pg, size_t from, size_t to) {
+    for (size_t k = from; k < to; k++) {
+        pg[k].slice_back = (uint32_t)(k * sizeof(mc_page_t));
+        pg[k].flags = MC_PAGE_INNER;
+    }
+}
+
+void _mc_page_clear_inner(mc_page_t *pg, size_t from, size_t to) {
+    for (size_t k = from; k < to; k++) {
+        pg[k].slice_back = 0;
+        pg[k].flags = 0;
+    }
+}
+
+static void page_set_span(mc_page_t *pg, size_t slices) {
+    _mc_page_set_inner(pg, 1, slices);
+    pg->slice_back = 0;
+    pg->slice_count = (uint16_t)slices;
+}
+
+void _mc_page_init(mc_page_t *pg, size_t slices, size_t block_size, size_t bin, bool is_zero,
+                   mc_heap_t *heap) {
+    page_set_span(pg, slices);
+    pg->free = NULL;
+    pg->local_free = NULL;
+    pg->used = 0;
+    pg->flags = 0;
+    pg->pinned = 0;
+    pg->kind = block_size <= MC_SMALL_MAX ? MC_KIND_SMALL : MC_KIND_MEDIUM;
+    pg->is_zero = is_zero;
+    pg->block_size = (uint32_t)block_size;
+    pg->capacity = 0;
+    pg->reserved = (uint32_t)(slices * MC_SLICE_SIZE / block_size);
+    pg->bin = (uint16_t)bin;
+    atomic_store_explicit(&pg->thread_free, MC_TF_NORMAL, memory_order_relaxed);
+    pg->start = mc_slice_start(mc_page_segment(pg), mc_page_index(pg));
+    atomic_store_explicit(&pg->heap, heap, memory_order_relaxed);
+    pg->next = pg->prev = pg->notify_next = NULL;
+}
+
+/* A large page is born full: its one block is handed out at once, and the
+ * page waits in the full queue, armed to notify the owner of a remote free. */
+void _mc_page_init_large(mc_page_t *pg, size_t slices, bool is_zero, mc_heap_t *heap) {
+    _mc_page_init(pg, slices, slices * MC_SLICE_SIZE, 0, is_zero, heap);
+    pg->kind = MC_KIND_LARGE;
+    pg->reserved = pg->capacity = pg->used = 1;
+    pg->flags = MC_PAGE_IN_FULL;
+    atomic_store_explicit(&pg->thread_free, MC_TF_NOTIFY, memory_order_relaxed);
+}
+
+void _mc_page_clear(mc_page_t *pg) {
+    _mc_page_clear_inner(pg, 1, pg->slice_count);
+    pg->kind = MC_KIND_NONE;
+    pg->flags = 0;
+    pg->pinned = 0;
+    pg->block_size = 0;
+    pg->slice_count = 0;
+    pg->free = pg->local_free = NULL;
+    atomic_store_explicit(&pg->heap, NULL, memory_order_relaxed);
+}
+
+/* Carve the next few blocks of the span into the free list, in address
+ * order.  Carving lazily keeps a fresh page from touching (and making
+ * resident) more memory than it hands out. */
+void _mc_page_extend(mc_page_t *pg) {
+    size_t bs = pg->block_size;
+    size_t n = MC_EXTEND_BYTES / bs;
+    if (n < MC_EXTEND_MIN) n = MC_EXTEND_MIN;
+    size_t left = pg->reserved - pg->capacity;
+    if (n > left) n = left;
+    mc_assert(n > 0 && pg->free == NULL);
+    uint8_t *first = pg->start + (size_t)pg->capacity * bs;
+    uint8_t *b = first;
+    for (size_t i = 1; i < n; i++, b += bs) ((mc_block_t *)b)->next = (mc_block_t *)(b + bs);
+    ((mc_block_t *)b)->next = NULL;
+    pg->free = (mc_block_t *)first;
+    pg->capacity += (uint32_t)n;
+    pg->used += (uint32_t)n;
+}
+
+/* ---- Collecting --------------------------------------------------------------------- */
+size_t _mc_page_collect_thread_free(mc_page_t *pg) {
+    uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+    do {
+        if ((tf & ~(uintptr_t)MC_TF_STATE) == 0) return 0;
+    } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & MC_TF_STATE,
+                                                    memory_order_acquire, memory_order_relaxed));
+    mc_block_t *head = (mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE);
+    mc_block_t *tail = head;
+    size_t count = 1;
+    while (tail->next != NULL) {
+        tail = tail->next;
+        /* More blocks than the page ever handed out: a block was freed twice
+         * by other threads and the list now loops. */
+        if (mc_unlikely(++count > pg->used))
+            _mc_fatal("free(): double free detected in the blocks other threads freed to page %p",
+                      (const void *)pg);
+    }
+    tail->next = pg->local_free;
+    pg->local_free = head;
+    pg->used -= (uint32_t)count;
+    return count;
+}
+
+void _mc_page_collect(mc_page_t *pg) {
+    _mc_page_collect_thread_free(pg);
+    if (pg->free == NULL && pg->local_free != NULL) {
+        /* Every block of local_free enters free: now every carved block
+         * counts as used (see the invariant in types.h). */
+        pg->free = pg->local_free;
+        pg->local_free = NULL;
+        pg->used = pg->capacity + pg->pinned;
+    }
+}
+
+void _mc_page_unfree(mc_page_t *pg) {
+    if (pg->free == NULL) return;
+    mc_block_t *tail = pg->free;
+    uint32_t n = 1;
+    while (tail->next != NULL) {
+        tail = tail->next;
+        n++;
+    }
+    tail->next = pg->local_free;
+    pg->local_free = pg->free;
+    pg->free = NULL;
+    pg->used -= n;
+}
+
+/* ---- Remote free and notification ------------------------------------------------------ */
+void _mc_page_free_remote(mc_page_t *pg, mc_block_t *block) {
+    uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+    uintptr_t state;
+    do {
+        state = tf & MC_TF_STATE;
+        block->next = (mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE);
+    } while (!atomic_compare_exchange_weak_explicit(
+        &pg->thread_free, &tf, (uintptr_t)block | (state == MC_TF_NOTIFY ? MC_TF_BUSY : state),
+        memory_order_release, memory_order_relaxed));
+    if (state != MC_TF_NOTIFY) return;
+    /* This free claimed the notification: put the page on its owner's list,
+     * then end the BUSY state, which the owner may be waiting for. */
+    mc_heap_t *heap = atomic_load_explicit(&pg->heap, memory_order_acquire);
+    mc_page_t *head = atomic_load_explicit(&heap->notified, memory_order_relaxed);
+    do {
+        pg->notify_next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&heap->notified, &head, pg,
+                                                    memory_order_release, memory_order_relaxed));
+    atomic_fetch_and_explicit(&pg->thread_free, ~(uintptr_t)MC_TF_STATE, memory_order_release);
+}
+
+/* Arm a page that is entering the full queue.  False if a remote free came in
+ * first (the page is not full after all: collect it). */
+bool _mc_page_arm_notify(mc_page_t *pg) {
+    uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
+    for (;;) {
+        if ((tf & ~(uintptr_t)MC_TF_STATE) != 0) return false;
+        if ((tf & MC_TF_STATE) == MC_TF_BUSY) {
+            _mc_os_spin_pause();
+            tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
+            continue;
+        }
+        if ((tf & MC_TF_STATE) == MC_TF_NOTIFY) return true;
+        if (atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, MC_TF_NOTIFY,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            return true;
+    }
+}
+
+/* Disarm a page leaving the full queue.  True if a remote free had claimed
+ * the notification: the page is then on (or, once BUSY ends, has reached)
+ * the heap's notified list, which the caller must drain. */
+bool _mc_page_disarm_notify(mc_page_t *pg) {
+    uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
+    for (;;) {
+        uintptr_t state = tf & MC_TF_STATE;
+        if (state == MC_TF_NORMAL) return true;
+        if (state == MC_TF_BUSY) {
+            _mc_os_spin_pause();
+            tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
+            continue;
+        }
+        if (atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf,
+                                                  tf & ~(uintptr_t)MC_TF_STATE,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            return false;
+    }
+}
+
+/* ---- Blocks ------------------------------------------------------------------------------ */
+mc_block_t *_mc_page_block_of(const mc_page_t *pg, const void *p) {
+    const uint8_t *q = p;
+    if (q < pg->start) return NULL;
+    size_t off = (size_t)(q - pg->start);
+    if (off >= (size_t)pg->capacity * pg->block_size) return NULL;
+    return (mc_block_t *)(pg->start + off - off % pg->block_size);
+}
+
+size_t _mc_page_block_usable(const mc_page_t *pg, const void *p) {
+    size_t off = (size_t)((const uint8_t *)p - pg->start);
+    return pg->block_size - off % pg->block_size;
+}
+
+/* ---- Validation (debug) ------------------------------------------------------------------ */
+#define VALID(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            _mc_message("mclone: heap check: page %p: %s", (const void *)pg, #cond);               \
+            return false;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+/* Count a free list, checking every block is one of this page's. */
+static bool page_list_count(const mc_page_t *pg, const mc_block_t *b, size_t *count) {
+    size_t n = 0;
+    for (; b != NULL; b = b->next) {
+        if (++n > pg->capacity || _mc_page_block_of(pg, b) != b) return false;
+    }
+    *count = n;
+    return true;
+}
+
+bool _mc_page_is_valid(const mc_page_t *pg) {
+    VALID(pg->kind != MC_KIND_NONE && pg->slice_back == 0);
+    VALID(pg->block_size > 0 && pg->capacity <= pg->reserved);
+    VALID((size_t)pg->reserved * pg->block_size <= (size_t)pg->slice_count * MC_SLICE_SIZE);
+    VALID(pg->pinned <= 1 && pg->used >= pg->pinned);
+    if (pg->kind == MC_KIND_LARGE) {
+        VALID(pg->reserved == 1 && (pg->flags & MC_PAGE_IN_FULL));
+        return true;
+    }
+    VALID(pg->bin >= 1 && pg->bin < MC_BIN_COUNT && _mc_bin_size(pg->bin) == pg->block_size);
+    size_t nfree, nlocal, nthread;
+    VALID(page_list_count(pg, pg->free, &nfree));
+    VALID(page_list_count(pg, pg->local_free, &nlocal));
+    uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
+    VALID(page_list_count(pg, (const mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE), &nthread));
+    VALID(pg->used - pg->pinned + nlocal == pg->capacity);
+    VALID(nthread + nfree <= pg->used - pg->pinned);
+    VALID(pg->pinned || nfree == 0);
+    return true;
+}

@@ -1,0 +1,418 @@
+/* segment.c: the span layer.  Segments are 4 MiB mappings aligned to 4 MiB;
+ * inside each, runs ("spans") of 64 KiB slices are handed out by
+ * address-ordered first fit over a 64-bit free map.  Also here: the segment
+ * map (which 4 MiB chunks of the address space are ours), delayed purging of
+ * free slices, the cache of empty segments, the list of segments abandoned by
+ * exited threads, and huge blocks, which get a mapping each.
+ *
+ * Locks (never two at once, except in the fork handler, in this order):
+ * abandoned_lock, cache_lock, registry_lock. */
+#include "internal.h"
+
+/* Zero-filled in .bss: only the entries written are ever backed by memory,
+ * and lookups work before any initialisation. */
+uint16_t _mc_segmap[MC_SEGMAP_ENTRIES];
+uintptr_t _mc_secret;
+
+static mc_lock_t registry_lock; /* registry list and segment map writes */
+static mc_segment_t *registry;
+static size_t registry_count;
+
+static mc_lock_t cache_lock;
+static mc_segment_t *cache; /* empty segments, address order */
+static _Atomic size_t cache_count;
+
+static mc_lock_t abandoned_lock;
+static mc_segment_t *abandoned;
+static _Atomic size_t abandoned_count;
+
+static const size_t segment_meta_size = sizeof(mc_segment_t);
+
+bool _mc_segments_init(void) {
+    _mc_secret = (uintptr_t)_mc_os_random() | 1;
+    return true;
+}
+
+void _mc_segmap_set(mc_segment_t *seg, uint16_t tag) {
+    size_t i = (uintptr_t)seg >> MC_SEGMENT_SHIFT;
+    mc_assert(i < MC_SEGMAP_ENTRIES);
+    __atomic_store_n(&_mc_segmap[i], tag, __ATOMIC_RELEASE);
+}
+
+/* ---- Registry: every mapped segment, and the segment map -------------------- */
+static void registry_add(mc_segment_t *seg) {
+    _mc_lock(&registry_lock);
+    seg->all_prev = NULL;
+    seg->all_next = registry;
+    if (registry) registry->all_prev = seg;
+    registry = seg;
+    registry_count++;
+    _mc_segmap_set(seg, MC_TAG_NONE);
+    _mc_unlock(&registry_lock);
+}
+
+static void registry_remove(mc_segment_t *seg) {
+    _mc_lock(&registry_lock);
+    _mc_segmap_set(seg, 0);
+    if (seg->all_prev)
+        seg->all_prev->all_next = seg->all_next;
+    else
+        registry = seg->all_next;
+    if (seg->all_next) seg->all_next->all_prev = seg->all_prev;
+    registry_count--;
+    _mc_unlock(&registry_lock);
+}
+
+void _mc_segments_visit(void (*visit)(const mc_segment_t *seg, void *arg), void *arg) {
+    _mc_lock(&registry_lock);
+    for (mc_segment_t *seg = registry; seg != NULL; seg = seg->all_next) visit(seg, arg);
+    _mc_unlock(&registry_lock);
+}
+
+size_t _mc_segments_count(size_t *cached, size_t *abandoned_out) {
+    *cached = atomic_load_explicit(&cache_count, memory_order_relaxed);
+    *abandoned_out = atomic_load_explicit(&abandoned_count, memory_order_relaxed);
+    return __atomic_load_n(&registry_count, __ATOMIC_RELAXED);
+}
+
+static mc_segment_t *segment_map_new(void) {
+    mc_segment_t *seg = _mc_os_map_aligned(MC_SEGMENT_SIZE, MC_SEGMENT_SIZE, 0);
+    if (seg == NULL) return NULL;
+    /* Fresh memory is zero: only the non-zero fields need setting. */
+    seg->cookie = (uintptr_t)seg ^ _mc_secret;
+    seg->kind = MC_SEGMENT_NORMAL;
+    seg->size = MC_SEGMENT_SIZE;
+    seg->free_map = MC_SEGMENT_ALL_FREE;
+    registry_add(seg);
+    _mc_stats_committed((long)segment_meta_size);
+    return seg;
+}
+
+static void segment_unmap(mc_segment_t *seg) {
+    registry_remove(seg);
+    _mc_stats_committed(-(long)(seg->kind == MC_SEGMENT_HUGE ? seg->size : segment_meta_size));
+    _mc_os_unmap(seg, seg->size);
+}
+
+/* ---- Spans ------------------------------------------------------------------------
+ * First fit in address order: the lowest run of n free slices.  Bit i of m
+ * below ends up set iff slices i .. i+have-1 are all free; each step doubles
+ * the run length checked, so n slices take log2(n) steps. */
+int _mc_segment_find_span(const mc_segment_t *seg, size_t n) {
+    uint64_t m = seg->free_map;
+    size_t have = 1;
+    while (have < n && m != 0) {
+        size_t step = have < n - have ? have : n - have;
+        m &= m >> step;
+        have += step;
+    }
+    return m != 0 ? __builtin_ctzll(m) : -1;
+}
+
+static uint64_t span_mask(size_t idx, size_t n) {
+    return (n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << idx;
+}
+
+bool _mc_segment_take_span(mc_segment_t *seg, size_t idx, size_t n) {
+    uint64_t mask = span_mask(idx, n);
+    mc_assert(idx >= 1 && idx + n <= MC_SLICES && (seg->free_map & mask) == mask);
+    seg->free_map &= ~mask;
+    seg->dirty_map &= ~mask;
+    if (seg->dirty_map == 0) seg->purge_at = 0;
+    bool zero = (seg->nonzero_map & mask) == 0;
+    seg->nonzero_map |= mask;
+    _mc_stats_committed((long)(n * MC_SLICE_SIZE));
+    return zero;
+}
+
+uint64_t _mc_segment_free_span(mc_segment_t *seg, size_t idx, size_t n) {
+    uint64_t mask = span_mask(idx, n);
+    mc_assert(idx >= 1 && idx + n <= MC_SLICES && (seg->free_map & mask) == 0);
+    seg->free_map |= mask;
+    seg->dirty_map |= mask;
+    _mc_stats_committed(-(long)(n * MC_SLICE_SIZE));
+    long delay = mc_option(MC_OPTION_PURGE_DELAY_MS);
+    if (delay == 0) {
+        _mc_segment_purge(seg, 0, true);
+        return 0;
+    }
+    if (seg->purge_at != 0) return 0;
+    seg->purge_at = delay < 0 ? UINT64_MAX : _mc_os_now_ms() + (uint64_t)delay;
+    return seg->purge_at;
+}
+
+size_t _mc_segment_purge(mc_segment_t *seg, uint64_t now, bool force) {
+    if (seg->dirty_map == 0) return 0;
+    if (!force && now < seg->purge_at) return 0;
+    bool madv_free = mc_option(MC_OPTION_PURGE_MADV_FREE) != 0;
+    uint64_t m = seg->dirty_map;
+    size_t bytes = 0;
+    while (m != 0) {
+        size_t i = (size_t)__builtin_ctzll(m);
+        size_t len = (size_t)__builtin_ctzll(~(m >> i)); /* bit 63 of m >> i is 0 (i >= 1) */
+        uint64_t run = span_mask(i, len);
+        if (_mc_os_purge(mc_slice_start(seg, i), len * MC_SLICE_SIZE, madv_free) == 0) {
+            bytes += len * MC_SLICE_SIZE;
+            if (!madv_free) seg->nonzero_map &= ~run; /* DONTNEED pages read as zero */
+        }
+        m &= ~run;
+    }
+    seg->dirty_map = 0;
+    seg->purge_at = 0;
+    return bytes;
+}
+
+/* ---- Owning, caching, abandoning ------------------------------------------------ */
+static void list_insert_sorted(mc_segment_t **list, mc_segment_t *seg) {
+    mc_segment_t *prev = NULL, *cur = *list;
+    while (cur != NULL && cur < seg) {
+        prev = cur;
+        cur = cur->next;
+    }
+    seg->prev = prev;
+    seg->next = cur;
+    if (cur) cur->prev = seg;
+    if (prev)
+        prev->next = seg;
+    else
+        *list = seg;
+}
+
+static void list_remove(mc_segment_t **list, mc_segment_t *seg) {
+    if (seg->prev)
+        seg->prev->next = seg->next;
+    else
+        *list = seg->next;
+    if (seg->next) seg->next->prev = seg->prev;
+    seg->next = seg->prev = NULL;
+}
+
+static void segment_own(mc_segment_t *seg, mc_heap_t *heap) {
+    seg->state = MC_SEGMENT_OWNED;
+    seg->next = seg->prev = NULL;
+    atomic_store_explicit(&seg->heap, heap, memory_order_release);
+    _mc_segmap_set(seg, heap->tag);
+}
+
+static void segment_disown(mc_segment_t *seg) {
+    _mc_segmap_set(seg, MC_TAG_NONE);
+    atomic_store_explicit(&seg->heap, NULL, memory_order_release);
+}
+
+mc_segment_t *_mc_segment_acquire(mc_heap_t *heap) {
+    mc_segment_t *seg = NULL;
+    if (atomic_load_explicit(&cache_count, memory_order_relaxed) > 0) {
+        _mc_lock(&cache_lock);
+        seg = cache;
+        if (seg != NULL) {
+            list_remove(&cache, seg);
+            atomic_fetch_sub_explicit(&cache_count, 1, memory_order_relaxed);
+        }
+        _mc_unlock(&cache_lock);
+    }
+    if (seg == NULL) seg = segment_map_new();
+    if (seg == NULL) return NULL;
+    segment_own(seg, heap);
+    return seg;
+}
+
+void _mc_segment_release(mc_segment_t *seg) {
+    mc_assert(seg->free_map == MC_SEGMENT_ALL_FREE);
+    segment_disown(seg);
+    size_t limit = (size_t)mc_option(MC_OPTION_SEGMENT_CACHE);
+    if (limit > 0) {
+        _mc_lock(&cache_lock);
+        if (atomic_load_explicit(&cache_count, memory_order_relaxed) < limit) {
+            seg->state = MC_SEGMENT_CACHED;
+            seg->cached_at = _mc_os_now_ms();
+            list_insert_sorted(&cache, seg);
+            atomic_fetch_add_explicit(&cache_count, 1, memory_order_relaxed);
+            _mc_unlock(&cache_lock);
+            return;
+        }
+        _mc_unlock(&cache_lock);
+    }
+    segment_unmap(seg);
+}
+
+void _mc_segment_abandon(mc_segment_t *seg) {
+    segment_disown(seg);
+    _mc_lock(&abandoned_lock);
+    seg->state = MC_SEGMENT_ABANDONED;
+    list_insert_sorted(&abandoned, seg);
+    atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
+    _mc_unlock(&abandoned_lock);
+}
+
+mc_segment_t *_mc_segment_reclaim_one(mc_heap_t *heap) {
+    if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return NULL;
+    _mc_lock(&abandoned_lock);
+    mc_segment_t *seg = abandoned;
+    if (seg != NULL) {
+        list_remove(&abandoned, seg);
+        atomic_fetch_sub_explicit(&abandoned_count, 1, memory_order_relaxed);
+    }
+    _mc_unlock(&abandoned_lock);
+    if (seg != NULL) segment_own(seg, heap);
+    return seg;
+}
+
+void _mc_segments_maintain(uint64_t now, bool force) {
+    if (atomic_load_explicit(&cache_count, memory_order_relaxed) > 0) {
+        mc_segment_t *expired = NULL;
+        if (force) _mc_lock(&cache_lock);
+        if (force || _mc_trylock(&cache_lock)) {
+            mc_segment_t *seg = cache;
+            while (seg != NULL) {
+                mc_segment_t *next = seg->next;
+                _mc_segment_purge(seg, now, force);
+                if (force || now - seg->cached_at >= MC_CACHE_EXPIRE_MS) {
+                    list_remove(&cache, seg);
+                    atomic_fetch_sub_explicit(&cache_count, 1, memory_order_relaxed);
+                    seg->next = expired;
+                    expired = seg;
+                }
+                seg = next;
+            }
+            _mc_unlock(&cache_lock);
+        }
+        while (expired != NULL) {
+            mc_segment_t *next = expired->next;
+            segment_unmap(expired);
+            expired = next;
+        }
+    }
+    if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) > 0) {
+        if (force) _mc_lock(&abandoned_lock);
+        if (force || _mc_trylock(&abandoned_lock)) {
+            for (mc_segment_t *seg = abandoned; seg != NULL; seg = seg->next)
+                _mc_segment_purge(seg, now, force);
+            _mc_unlock(&abandoned_lock);
+        }
+    }
+}
+
+/* ---- Huge blocks -------------------------------------------------------------------
+ * A huge block lives alone in a mapping: a header (this struct, without its
+ * pages) and the block MC_HUGE_OFFSET or more after it.  The mapping starts on
+ * a 4 MiB boundary so that mc_segment_of finds the header; for alignments
+ * above 4 MiB the block sits exactly 4 MiB after the header. */
+void *_mc_huge_alloc(size_t size, size_t align, bool *is_zero) {
+    size_t ps = _mc_os_page_size();
+    size_t offset = MC_HUGE_OFFSET;
+    if (align > offset) offset = align <= MC_SEGMENT_SIZE ? align : MC_SEGMENT_SIZE;
+    if (size > PTRDIFF_MAX - offset - ps) return NULL;
+    size_t len = mc_align_up(offset + size, ps);
+    mc_segment_t *seg = align > MC_SEGMENT_SIZE ? _mc_os_map_aligned(len, align, MC_SEGMENT_SIZE)
+                                                : _mc_os_map_aligned(len, MC_SEGMENT_SIZE, 0);
+    if (seg == NULL) return NULL;
+    seg->cookie = (uintptr_t)seg ^ _mc_secret;
+    seg->kind = MC_SEGMENT_HUGE;
+    seg->state = MC_SEGMENT_ALONE;
+    seg->size = len;
+    seg->huge_block = (uint8_t *)seg + offset;
+    registry_add(seg);
+    _mc_stats_committed((long)len);
+    *is_zero = true;
+    return seg->huge_block;
+}
+
+void _mc_huge_free(mc_segment_t *seg) {
+    segment_unmap(seg);
+}
+
+void *_mc_huge_realloc(mc_segment_t *seg, size_t size) {
+    size_t ps = _mc_os_page_size();
+    size_t offset = (size_t)(seg->huge_block - (uint8_t *)seg);
+    if (size > PTRDIFF_MAX - offset - ps) return NULL;
+    size_t len = mc_align_up(offset + size, ps);
+    size_t old = seg->size;
+    if (len == old) return seg->huge_block;
+    if (len < old) {
+        /* Shrink in place; if the kernel refuses, the block simply stays
+         * larger than asked. */
+        if (_mc_os_unmap((uint8_t *)seg + len, old - len) == 0) {
+            seg->size = len;
+            _mc_stats_committed(-(long)(old - len));
+        }
+        return seg->huge_block;
+    }
+    if (_mc_os_remap(seg, old, len, NULL) != NULL) {
+        seg->size = len;
+        _mc_stats_committed((long)(len - old));
+        return seg->huge_block;
+    }
+    /* Move the pages (no copy) to a new 4 MiB-aligned place.  The header
+     * travels with them; only the registry links and cookie change. */
+    mc_segment_t *target = _mc_os_map_aligned(len, MC_SEGMENT_SIZE, 0);
+    if (target == NULL) return NULL;
+    registry_remove(seg);
+    if (_mc_os_remap(seg, old, len, target) == NULL) {
+        _mc_os_unmap(target, len);
+        registry_add(seg);
+        return NULL;
+    }
+    target->cookie = (uintptr_t)target ^ _mc_secret;
+    target->size = len;
+    target->huge_block = (uint8_t *)target + offset;
+    registry_add(target);
+    _mc_stats_committed((long)(len - old));
+    return target->huge_block;
+}
+
+/* ---- Fork --------------------------------------------------------------------------- */
+void _mc_segments_fork_prepare(void) {
+    _mc_lock(&abandoned_lock);
+    _mc_lock(&cache_lock);
+    _mc_lock(&registry_lock);
+}
+
+void _mc_segments_fork_parent(void) {
+    _mc_unlock(&registry_lock);
+    _mc_unlock(&cache_lock);
+    _mc_unlock(&abandoned_lock);
+}
+
+void _mc_segments_fork_child(void) {
+    _mc_lock_reset(&registry_lock);
+    _mc_lock_reset(&cache_lock);
+    _mc_lock_reset(&abandoned_lock);
+}
+
+/* ---- Validation (debug) ------------------------------------------------------------- */
+#define VALID(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            _mc_message("mclone: heap check: segment %p: %s", (const void *)seg, #cond);           \
+            return false;                                                                          \
+        }                                                                                          \
+    } while (0)
+
+bool _mc_segment_is_valid(const mc_segment_t *seg) {
+    VALID(((uintptr_t)seg & MC_SEGMENT_MASK) == 0);
+    VALID(seg->cookie == ((uintptr_t)seg ^ _mc_secret));
+    VALID(mc_segmap_contains(seg));
+    if (seg->kind == MC_SEGMENT_HUGE) return true;
+    VALID(seg->kind == MC_SEGMENT_NORMAL);
+    VALID((seg->free_map & 1) == 0);
+    VALID((seg->dirty_map & ~seg->free_map) == 0);
+    VALID((seg->dirty_map != 0) == (seg->purge_at != 0) ||
+          mc_option(MC_OPTION_PURGE_DELAY_MS) == 0);
+    size_t i = 1;
+    while (i < MC_SLICES) {
+        const mc_page_t *pg = &seg->pages[i];
+        if (seg->free_map & ((uint64_t)1 << i)) {
+            VALID(pg->kind == MC_KIND_NONE && pg->slice_back == 0);
+            i++;
+            continue;
+        }
+        VALID(pg->kind != MC_KIND_NONE && pg->slice_back == 0);
+        VALID(pg->slice_count >= 1 && i + pg->slice_count <= MC_SLICES);
+        for (size_t k = 1; k < pg->slice_count; k++) {
+            VALID((seg->free_map & ((uint64_t)1 << (i + k))) == 0);
+            VALID(seg->pages[i + k].slice_back == k * sizeof(mc_page_t));
+        }
+        i += pg->slice_count;
+    }
+    return true;
+}
