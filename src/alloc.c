@@ -52,7 +52,6 @@ static void *malloc_slow(mc_heap_t *heap, size_t size, size_t align, bool *is_ze
     _mc_heap_maintain(heap);
     void *p = heap_alloc(heap, size, align, is_zero);
     if (mc_unlikely(p == NULL)) errno = ENOMEM;
-    if (MC_DEBUG >= 2) mc_assert(_mc_heap_is_valid(heap));
     return p;
 }
 
@@ -178,8 +177,12 @@ void *_mc_malloc_aligned(size_t size, size_t align) {
     }
     if (align <= MC_SLICE_SIZE && n <= MC_LARGE_MAX) return mc_heap_malloc(heap, n);
     bool is_zero;
-    if (align < MC_LARGE_MAX && size <= MC_LARGE_MAX - align + MC_SLICE_SIZE) {
-        size_t total = size + align - MC_SLICE_SIZE;
+    /* A span starts on a slice: the aligned address is at most
+     * align - MC_SLICE_SIZE bytes into it. */
+    size_t need = size < MC_MAX_ALIGN ? MC_MAX_ALIGN : size; /* a block, even for 0 */
+    if (align > MC_SLICE_SIZE && align < MC_LARGE_MAX &&
+        need <= MC_LARGE_MAX - align + MC_SLICE_SIZE) {
+        size_t total = need + align - MC_SLICE_SIZE;
         if (total <= MC_MEDIUM_MAX) total = MC_MEDIUM_MAX + 1; /* a span: slice-aligned */
         uint8_t *p = malloc_slow(heap, total, MC_MAX_ALIGN, &is_zero);
         if (p == NULL) return NULL;

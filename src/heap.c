@@ -214,6 +214,7 @@ static void heap_segment_emptied(mc_heap_t *heap, mc_segment_t *seg) {
 static void heap_page_free(mc_heap_t *heap, mc_page_t *pg) {
     mc_assert(pg->used == 0 && !(pg->flags & MC_PAGE_IN_FULL));
     mc_segment_t *seg = mc_page_segment(pg);
+    if (MC_DEBUG >= 2) mc_assert(_mc_segment_is_valid(seg));
     size_t idx = mc_page_index(pg), n = pg->slice_count;
     _mc_page_clear(pg);
     heap_note_purge(heap, _mc_segment_free_span(seg, idx, n));
@@ -260,6 +261,36 @@ static bool heap_reclaim(mc_heap_t *heap) {
     }
     for (size_t k = 0; k < nempty; k++) heap_page_free(heap, empty[k]);
     return true;
+}
+
+/* Look after one abandoned segment without adopting it (a thread that
+ * does not need the space should not own it: what others free into pages it
+ * never allocates from would wait there for good).  Collect what other
+ * threads freed into its pages, return the empty pages' spans, and release
+ * the segment if nothing is left in it; otherwise it goes back to the end of
+ * the abandoned list. */
+static void heap_visit_abandoned(void) {
+    mc_segment_t *seg = _mc_segment_pop_abandoned();
+    if (seg == NULL) return;
+    size_t i = 1;
+    while (i < MC_SLICES) {
+        mc_page_t *pg = &seg->pages[i];
+        if (seg->free_map & ((uint64_t)1 << i)) {
+            i++;
+            continue;
+        }
+        i += pg->slice_count;
+        _mc_page_collect_thread_free(pg);
+        if (pg->used == 0) {
+            size_t idx = mc_page_index(pg), n = pg->slice_count;
+            _mc_page_clear(pg);
+            _mc_segment_free_span(seg, idx, n);
+        }
+    }
+    if (seg->free_map == MC_SEGMENT_ALL_FREE)
+        _mc_segment_release(seg);
+    else
+        _mc_segment_abandon(seg);
 }
 
 /* n free slices in one of the heap's segments, in address order; else from
@@ -400,7 +431,7 @@ void _mc_heap_maintain(mc_heap_t *heap) {
         _mc_heap_collect(heap, true);
     }
     _mc_segments_maintain(now, false);
-    heap_reclaim(heap); /* memory of exited threads goes back into use */
+    heap_visit_abandoned(); /* memory of exited threads goes back to the OS */
 }
 
 void _mc_heap_collect(mc_heap_t *heap, bool force) {

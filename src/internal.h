@@ -110,8 +110,10 @@ mc_segment_t *_mc_segment_acquire(struct mc_heap_s *heap);
 void _mc_segment_release(mc_segment_t *seg);
 /* A segment with live blocks whose heap is going away. */
 void _mc_segment_abandon(mc_segment_t *seg);
-/* Take one abandoned segment (now owned by heap), or NULL. */
+/* Take the longest-abandoned segment (now owned by heap), or NULL. */
 mc_segment_t *_mc_segment_reclaim_one(struct mc_heap_s *heap);
+/* Take it without owning it (to look after it and abandon it again). */
+mc_segment_t *_mc_segment_pop_abandoned(void);
 /* Cache expiry, purges of cached and abandoned segments; force: all now. */
 void _mc_segments_maintain(uint64_t now, bool force);
 /* Huge blocks: a mapping each. */

@@ -22,8 +22,11 @@ static mc_lock_t cache_lock;
 static mc_segment_t *cache; /* empty segments, address order */
 static _Atomic size_t cache_count;
 
+/* Abandoned segments wait in the order they were abandoned: reclaiming the
+ * oldest first means every one of them is adopted in turn, and what other
+ * threads freed into it is collected. */
 static mc_lock_t abandoned_lock;
-static mc_segment_t *abandoned;
+static mc_segment_t *abandoned, *abandoned_last;
 static _Atomic size_t abandoned_count;
 
 static const size_t segment_meta_size = sizeof(mc_segment_t);
@@ -239,20 +242,32 @@ void _mc_segment_abandon(mc_segment_t *seg) {
     segment_disown(seg);
     _mc_lock(&abandoned_lock);
     seg->state = MC_SEGMENT_ABANDONED;
-    list_insert_sorted(&abandoned, seg);
+    seg->next = NULL;
+    seg->prev = abandoned_last;
+    if (abandoned_last)
+        abandoned_last->next = seg;
+    else
+        abandoned = seg;
+    abandoned_last = seg;
     atomic_fetch_add_explicit(&abandoned_count, 1, memory_order_relaxed);
     _mc_unlock(&abandoned_lock);
 }
 
-mc_segment_t *_mc_segment_reclaim_one(mc_heap_t *heap) {
+mc_segment_t *_mc_segment_pop_abandoned(void) {
     if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) == 0) return NULL;
     _mc_lock(&abandoned_lock);
     mc_segment_t *seg = abandoned;
     if (seg != NULL) {
+        if (seg == abandoned_last) abandoned_last = NULL;
         list_remove(&abandoned, seg);
         atomic_fetch_sub_explicit(&abandoned_count, 1, memory_order_relaxed);
     }
     _mc_unlock(&abandoned_lock);
+    return seg;
+}
+
+mc_segment_t *_mc_segment_reclaim_one(mc_heap_t *heap) {
+    mc_segment_t *seg = _mc_segment_pop_abandoned();
     if (seg != NULL) segment_own(seg, heap);
     return seg;
 }

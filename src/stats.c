@@ -146,12 +146,11 @@ static void stats_visit(const mc_segment_t *seg, void *arg) {
         st->huge_blocks++;
         st->huge_bytes += seg->size;
         st->allocated += mc_huge_usable(seg, seg->huge_block);
-        st->resident += seg->size;
         return;
     }
     uint64_t free_map = PEEK(seg->free_map), dirty = PEEK(seg->dirty_map);
-    st->resident += (size_t)(MC_SLICES - 1 - __builtin_popcountll(free_map)) * MC_SLICE_SIZE +
-                    (size_t)__builtin_popcountll(dirty) * MC_SLICE_SIZE + sizeof(mc_segment_t);
+    /* committed is added by mc_stats_get: here, the free slices not purged */
+    st->resident += (size_t)__builtin_popcountll(dirty & free_map) * MC_SLICE_SIZE;
     for (size_t i = 1; i < MC_SLICES; i++) {
         const mc_page_t *pg = &seg->pages[i];
         uint8_t kind = PEEK(pg->kind);
@@ -179,6 +178,7 @@ mc_export void mc_stats_get(mc_stats_t *st) {
     st->segments = _mc_segments_count(&st->segments_cached, &st->segments_abandoned);
     st->heaps = _mc_heaps_count();
     _mc_segments_visit(stats_visit, st);
+    st->resident += st->committed;
 }
 
 /* ---- Reports -----------------------------------------------------------------------------------
