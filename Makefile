@@ -3,6 +3,7 @@
 #   make              build/libmclone.so and build/libmclone.a (release)
 #   make debug        build/debug/   the same with MCLONE_DEBUG=2 (invariant checks)
 #   make check-build  build/check/   MCLONE_DEBUG=3 (full heap validation on every call)
+#   make fault-build  build/fault/   MCLONE_DEBUG=2 with fault injection in the os layer
 #   make test         everything above, then every test suite (tests/run.sh)
 #   make demo         a real program under libmclone next to glibc: time and memory
 #   make bench        the benchmark suite against glibc, jemalloc, mimalloc, tcmalloc
@@ -26,17 +27,17 @@ LDLIBS   := -lpthread
 SRCS := $(sort $(wildcard src/*.c))
 HDRS := $(wildcard src/*.h) include/mclone.h
 
-.PHONY: all debug check-build flavours test demo bench format format-check clean
+.PHONY: all debug check-build fault-build flavours test demo bench format format-check clean
 all: build/libmclone.so build/libmclone.a
 
-# $(1): output directory, $(2): extra compiler flags
+# $(1): output directory, $(2): extra compiler flags, $(3): extra link flags
 define flavour
 $(1)/obj/%.o: src/%.c $(HDRS) | $(1)/obj
 	$$(CC) $$(CFLAGS) $$(LIBFLAGS) $(2) -c $$< -o $$@
 $(1)/obj:
 	mkdir -p $$@
 $(1)/libmclone.so: $(patsubst src/%.c,$(1)/obj/%.o,$(SRCS))
-	$$(CC) -shared -Wl,-soname,libmclone.so -Wl,-z,nodelete -o $$@ $$^ $$(LDLIBS)
+	$$(CC) -shared -Wl,-soname,libmclone.so -Wl,-z,nodelete $(3) -o $$@ $$^ $$(LDLIBS)
 $(1)/libmclone.a: $(patsubst src/%.c,$(1)/obj/%.o,$(SRCS))
 	rm -f $$@ && $$(AR) rcs $$@ $$^
 endef
@@ -44,10 +45,12 @@ endef
 $(eval $(call flavour,build,-DMCLONE_DEBUG=0))
 $(eval $(call flavour,build/debug,-DMCLONE_DEBUG=2))
 $(eval $(call flavour,build/check,-DMCLONE_DEBUG=3))
+$(eval $(call flavour,build/fault,-DMCLONE_DEBUG=2 -DMCLONE_FAULT_INJECT=1))
 
 debug: build/debug/libmclone.so build/debug/libmclone.a
 check-build: build/check/libmclone.so build/check/libmclone.a
-flavours: all debug check-build
+fault-build: build/fault/libmclone.so
+flavours: all debug check-build fault-build
 
 # Other parts of the tree add their own rules and test prerequisites.
 TEST_DEPS := flavours

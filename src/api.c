@@ -154,6 +154,16 @@ mc_export int mc_trim(size_t pad) {
     return after.purged_bytes != before.purged_bytes || after.mapped < before.mapped;
 }
 
+/* ---- Testing ----------------------------------------------------------------------------
+ * In the fault-injection flavour (build/fault), make the (n+1)th OS call from
+ * now that can fail (map, remap, purge) fail, and with repeat every later one
+ * too, until called with n = -1.  Elsewhere it does nothing.  Not in the
+ * public header: tests declare it themselves. */
+mc_export void mc_test_fail_after(long n, bool repeat);
+mc_export void mc_test_fail_after(long n, bool repeat) {
+    _mc_os_fail_after(n, repeat);
+}
+
 /* ---- glibc extras ---------------------------------------------------------------------------- */
 mc_export struct mallinfo2 mallinfo2(void) {
     mc_stats_t st;

@@ -65,7 +65,7 @@ static inline mc_segment_t *mc_segment_of(const void *p) {
  * user space, including the "segment" of NULL. */
 static inline uint16_t mc_segmap_tag(const void *p) {
     uintptr_t i = ((uintptr_t)p - 1) >> MC_SEGMENT_SHIFT;
-    return i < MC_SEGMAP_ENTRIES ? _mc_segmap[i] : 0;
+    return i < MC_SEGMAP_ENTRIES ? __atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED) : 0;
 }
 
 /* Is seg one of ours? */
@@ -225,7 +225,8 @@ static inline void *mc_heap_malloc(mc_heap_t *heap, size_t size) {
 static inline void mc_free_inline(void *p) {
     if (MC_DEBUG >= 3) _mc_debug_check_heap();
     uintptr_t i = ((uintptr_t)p - 1) >> MC_SEGMENT_SHIFT;
-    if (mc_likely(i < MC_SEGMAP_ENTRIES) && mc_likely(_mc_segmap[i] == _mc_tag_tls)) {
+    if (mc_likely(i < MC_SEGMAP_ENTRIES) &&
+        mc_likely(__atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED) == _mc_tag_tls)) {
         /* descriptor = segment + 128 * slice index (p is never a segment's
          * first byte, so p - 1 and p share the segment) */
         mc_page_t *pg =
