@@ -68,7 +68,8 @@ typedef enum mc_option_e {
     MC_OPTION_SEGMENT_CACHE,   /* MCLONE_SEGMENT_CACHE: empty segments kept
                                   mapped for reuse */
     MC_OPTION_VERBOSE,         /* MCLONE_VERBOSE: print warnings (0/1) */
-    MC_OPTION_SHOW_STATS,      /* MCLONE_SHOW_STATS: print statistics at exit */
+    MC_OPTION_SHOW_STATS,      /* MCLONE_SHOW_STATS: print statistics at exit
+                                  (2: and the heap map) */
     MC_OPTION_ABORT_ON_ERROR,  /* MCLONE_ABORT_ON_ERROR: abort after reporting
                                   a bad free (1, the default) or only report and
                                   ignore it (0) */

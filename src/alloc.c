@@ -56,18 +56,26 @@ static void *malloc_slow(mc_heap_t *heap, size_t size, size_t align, bool *is_ze
 }
 
 mc_noinline void *_mc_malloc_generic(size_t size, mc_heap_t *heap) {
-    /* The most common slow path: the page's free list ran out but this
-     * thread has freed blocks to it.  Refill and go, unless maintenance or
-     * notifications are due. */
-    if (size <= MC_SMALL_MAX) {
-        mc_page_t *pg = heap->direct[(size + 7) >> 3];
-        if (pg->local_free != NULL && heap->maintain_in > 1 &&
-            atomic_load_explicit(&heap->notified, memory_order_relaxed) == NULL) {
-            heap->maintain_in--;
-            _mc_page_collect(pg);
+    /* The common slow paths, kept short: a medium block from the head page
+     * of its bin, or a page whose free list ran out but which has blocks
+     * freed since: refill and go (unless maintenance or notifications are
+     * due, which the full slow path does). */
+    if (size <= MC_MEDIUM_MAX) {
+        mc_page_t *pg = size <= MC_SMALL_MAX ? heap->direct[(size + 7) >> 3]
+                                             : heap->queues[_mc_bin_of(size)].first;
+        if (pg != NULL) {
             mc_block_t *b = pg->free;
-            pg->free = b->next;
-            return b;
+            if (b == NULL && heap->maintain_in > 1 &&
+                atomic_load_explicit(&heap->notified, memory_order_relaxed) == NULL &&
+                _mc_page_has_freed(pg)) {
+                heap->maintain_in--;
+                _mc_page_collect(pg);
+                b = pg->free;
+            }
+            if (b != NULL) {
+                pg->free = b->next;
+                return b;
+            }
         }
     }
     bool is_zero;
@@ -106,6 +114,10 @@ static bool locate(const void *p, const char *func, mc_where_t *w) {
         return false;
     }
     if (w->seg->kind == MC_SEGMENT_HUGE) {
+        if (mc_unlikely(!_mc_huge_is_live(w->seg))) {
+            _mc_error_pointer(func, p, NULL);
+            return false;
+        }
         if (mc_unlikely(p != w->seg->huge_block)) {
             _mc_error_pointer(func, p, "not the start of an allocated block");
             return false;

@@ -53,7 +53,7 @@
 #define MC_DIRECT_COUNT (MC_SMALL_MAX / 8 + 1) /* index (size + 7) / 8 */
 #define MC_MEDIUM_MAX   ((size_t)128 * 1024)
 #define MC_LARGE_MAX    (MC_SEGMENT_SIZE / 2)
-#define MC_BIN_COUNT    50 /* bins 1..49; bin 0 unused */
+#define MC_BIN_COUNT    90 /* bins 1..89; bin 0 unused */
 #define MC_BIN_FULL     MC_BIN_COUNT
 #define MC_MAX_ALIGN    16   /* the alignment of every block of 16 bytes or more */
 #define MC_HUGE_OFFSET  4096 /* a huge block starts this far into its mapping */
@@ -67,6 +67,8 @@
 #define MC_PURGE_DELAY_MS_DEFAULT 10
 #define MC_SEGMENT_CACHE_DEFAULT  8
 #define MC_CACHE_EXPIRE_MS        1000
-#define MC_MAINTAIN_EVERY         32 /* slow-path calls between clock checks */
+#define MC_HUGE_CACHE             8   /* freed huge mappings kept for reuse */
+#define MC_MAINTAIN_EVERY         32  /* slow-path calls between clock checks */
+#define MC_SWEEP_PAGES            128 /* pages looked at per sweep of remote frees */
 
 #endif

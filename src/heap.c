@@ -28,6 +28,7 @@ static _Atomic uint32_t trim_epoch;
 
 static void heap_page_free(mc_heap_t *heap, mc_page_t *pg);
 static void heap_drain_notified(mc_heap_t *heap);
+static void heap_purge(mc_heap_t *heap, uint64_t now, bool force);
 
 /* ---- Queues ------------------------------------------------------------------------ */
 static void queue_link_back(mc_page_queue_t *q, mc_page_t *pg) {
@@ -306,6 +307,9 @@ static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
             return &seg->pages[idx];
         }
         if (heap_reclaim(heap)) continue;
+        /* About to grow: first give back the free slices that could not
+         * serve this span. */
+        if (_mc_segment_cache_empty()) heap_purge(heap, 0, true);
         mc_segment_t *seg = _mc_segment_acquire(heap);
         if (seg == NULL) return NULL;
         heap_segment_add(heap, seg);
@@ -322,6 +326,13 @@ mc_page_t *_mc_heap_page_for_bin(mc_heap_t *heap, size_t bin) {
         _mc_page_collect(pg);
         if (pg->free != NULL) return pg;
         if (pg->capacity < pg->reserved) {
+            /* Before carving (and touching) fresh memory, use the blocks
+             * freed into the next page, if any: it becomes the head. */
+            if (pg->next != NULL && _mc_page_has_freed(pg->next)) {
+                bin_remove(heap, pg);
+                bin_push_back(heap, pg);
+                continue;
+            }
             _mc_page_extend(pg);
             return pg;
         }
@@ -419,6 +430,27 @@ static void heap_purge(mc_heap_t *heap, uint64_t now, bool force) {
     }
 }
 
+/* Collect what other threads freed into the pages behind the bin heads, a
+ * few bins per call (round robin), and release the pages that emptied: such
+ * pages would otherwise wait for their turn at the head, holding memory
+ * that any bin could use. */
+static void heap_sweep_remote(mc_heap_t *heap) {
+    size_t checked = 0;
+    for (size_t n = 1; n < MC_BIN_COUNT && checked < MC_SWEEP_PAGES; n++) {
+        size_t bin = heap->sweep_bin = heap->sweep_bin % (MC_BIN_COUNT - 1) + 1;
+        mc_page_t *head = heap->queues[bin].first;
+        if (head == NULL) continue;
+        for (mc_page_t *pg = head->next, *next; pg != NULL; pg = next) {
+            next = pg->next;
+            checked++;
+            if (_mc_page_collect_thread_free(pg) != 0 && pg->used == 0) {
+                bin_remove(heap, pg);
+                heap_page_free(heap, pg);
+            }
+        }
+    }
+}
+
 void _mc_heap_maintain(mc_heap_t *heap) {
     heap_drain_notified(heap);
     if (--heap->maintain_in > 0) return;
@@ -430,6 +462,7 @@ void _mc_heap_maintain(mc_heap_t *heap) {
         heap->trim_epoch = epoch;
         _mc_heap_collect(heap, true);
     }
+    heap_sweep_remote(heap);
     _mc_segments_maintain(now, false);
     heap_visit_abandoned(); /* memory of exited threads goes back to the OS */
 }
@@ -664,7 +697,7 @@ static bool queue_is_valid(mc_heap_t *heap, size_t bin) {
             VALID(!(pg->flags & MC_PAGE_IN_FULL) && pg->bin == bin);
             VALID(pg->pinned == (pg == q->first));
             VALID(pg->used > pg->pinned || pg->pinned); /* only a head may be empty */
-            VALID(pg == q->first || pg->free == NULL);
+            VALID(pg == q->first || (pg->free == NULL && !pg->uncounted));
         }
         if (!_mc_page_is_valid(pg)) return false;
     }

@@ -120,6 +120,11 @@ void _mc_segments_maintain(uint64_t now, bool force);
 void *_mc_huge_alloc(size_t size, size_t align, bool *is_zero);
 void _mc_huge_free(mc_segment_t *seg);
 void *_mc_huge_realloc(mc_segment_t *seg, size_t size);
+/* False once the block was freed (its mapping waits in the cache). */
+bool _mc_huge_is_live(const mc_segment_t *seg);
+/* Purge the segment and huge caches now (before mapping fresh memory). */
+void _mc_caches_purge_now(void);
+bool _mc_segment_cache_empty(void);
 static inline size_t mc_huge_usable(const mc_segment_t *seg, const void *p) {
     return seg->size - (size_t)((const uint8_t *)p - (const uint8_t *)seg);
 }
@@ -150,8 +155,10 @@ void _mc_page_clear_inner(mc_page_t *pg, size_t from, size_t to);
 void _mc_page_unfree(mc_page_t *pg);
 /* Carve more blocks into the free list (capacity < reserved). */
 void _mc_page_extend(mc_page_t *pg);
-/* Move thread_free and local_free into free when free is empty. */
+/* Refill free (empty) from local_free or thread_free. */
 void _mc_page_collect(mc_page_t *pg);
+/* Does the page have blocks freed since its free list was filled? */
+bool _mc_page_has_freed(const mc_page_t *pg);
 size_t _mc_page_collect_thread_free(mc_page_t *pg);
 void _mc_page_free_remote(mc_page_t *pg, mc_block_t *block);
 bool _mc_page_arm_notify(mc_page_t *pg);

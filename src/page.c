@@ -6,23 +6,25 @@
 
 /* ---- Bins ---------------------------------------------------------------------
  *   bin 1: 8 bytes;  bins 2-9: 16 to 128 by 16;
- *   then four bins per power of two: 160 192 224 256, 320 384 448 512, ...
- *   up to bin 49 = 128 KiB.  Every size is a multiple of 16 (but 8), so every
- *   block of 16 bytes or more is 16-byte aligned, and a bin of 2^k bytes
- *   (k <= 16) yields 2^k-aligned blocks, since pages start on a slice. */
+ *   then eight bins per power of two: 144 160 ... 256, 288 320 ... 512, ...
+ *   up to bin 89 = 128 KiB, so a block is at most 12.5% larger than asked.
+ *   Every size is a multiple of 16 (but 8), so every block of 16 bytes or
+ *   more is 16-byte aligned; and a size that is a multiple of a power of two
+ *   a, with a > 1/8 of the size, is a bin size itself, so blocks of it are
+ *   a-aligned (pages start on a slice): aligned allocation needs no slack. */
 size_t _mc_bin_of(size_t size) {
     if (size <= 8) return 1;
     if (size <= 128) return ((size + 15) >> 4) + 1;
     size_t s = size - 1;
     size_t b = 63 - (size_t)__builtin_clzll(s); /* 2^b <= s < 2^(b+1), b >= 7 */
-    return 10 + (b - 7) * 4 + ((s >> (b - 2)) & 3);
+    return 10 + (b - 7) * 8 + ((s >> (b - 3)) & 7);
 }
 
 size_t _mc_bin_size(size_t bin) {
     if (bin <= 1) return 8;
     if (bin <= 9) return (bin - 1) * 16;
-    size_t k = bin - 10, b = 7 + k / 4;
-    return ((size_t)1 << b) + (k % 4 + 1) * ((size_t)1 << (b - 2));
+    size_t k = bin - 10, b = 7 + k / 8;
+    return ((size_t)1 << b) + (k % 8 + 1) * ((size_t)1 << (b - 3));
 }
 
 /* Pages of blocks up to 8 KiB are one slice; larger blocks get pages of at
@@ -73,6 +75,7 @@ void _mc_page_init(mc_page_t *pg, size_t slices, size_t block_size, size_t bin, 
     pg->start = mc_slice_start(mc_page_segment(pg), mc_page_index(pg));
     atomic_store_explicit(&pg->heap, heap, memory_order_relaxed);
     pg->next = pg->prev = pg->notify_next = NULL;
+    pg->uncounted = 0;
 }
 
 /* A large page is born full: its one block is handed out at once, and the
@@ -139,18 +142,50 @@ size_t _mc_page_collect_thread_free(mc_page_t *pg) {
     return count;
 }
 
+/* Take the whole thread_free list (the state bits stay). */
+static mc_block_t *page_take_thread_free(mc_page_t *pg) {
+    uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
+    do {
+        if ((tf & ~(uintptr_t)MC_TF_STATE) == 0) return NULL;
+    } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & MC_TF_STATE,
+                                                    memory_order_acquire, memory_order_relaxed));
+    return (mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE);
+}
+
+/* Refill an empty free list: from local_free if it has blocks (they become
+ * counted as used), else from thread_free.  Either way the page takes the
+ * remote frees waiting in thread_free, so that they do not pile up behind a
+ * thread's own frees.  Blocks of thread_free are counted in used already, so
+ * that list needs no walk to be counted; walking it would touch, and miss
+ * the cache on, every block. */
 void _mc_page_collect(mc_page_t *pg) {
-    _mc_page_collect_thread_free(pg);
-    if (pg->free == NULL && pg->local_free != NULL) {
-        /* Every block of local_free enters free: now every carved block
-         * counts as used (see the invariant in types.h). */
+    mc_assert(pg->free == NULL);
+    if (pg->local_free != NULL) {
         pg->free = pg->local_free;
-        pg->local_free = NULL;
         pg->used = pg->capacity + pg->pinned;
+        pg->local_free = page_take_thread_free(pg);
+        pg->uncounted = pg->local_free != NULL;
+        return;
     }
+    pg->free = page_take_thread_free(pg);
+}
+
+/* Make used exact again after refills took remote frees uncounted. */
+static void page_recount(mc_page_t *pg) {
+    if (!pg->uncounted) return;
+    uint32_t n = 0;
+    for (mc_block_t *b = pg->local_free; b != NULL; b = b->next) n++;
+    pg->used = pg->capacity + pg->pinned - n;
+    pg->uncounted = 0;
+}
+
+bool _mc_page_has_freed(const mc_page_t *pg) {
+    return pg->local_free != NULL || (atomic_load_explicit(&pg->thread_free, memory_order_relaxed) &
+                                      ~(uintptr_t)MC_TF_STATE) != 0;
 }
 
 void _mc_page_unfree(mc_page_t *pg) {
+    page_recount(pg);
     if (pg->free == NULL) return;
     mc_block_t *tail = pg->free;
     uint32_t n = 1;
@@ -272,7 +307,10 @@ bool _mc_page_is_valid(const mc_page_t *pg) {
     VALID(page_list_count(pg, pg->local_free, &nlocal));
     uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
     VALID(page_list_count(pg, (const mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE), &nthread));
-    VALID(pg->used - pg->pinned + nlocal == pg->capacity);
+    if (pg->uncounted)
+        VALID(pg->used - pg->pinned + nlocal >= pg->capacity);
+    else
+        VALID(pg->used - pg->pinned + nlocal == pg->capacity);
     VALID(nthread + nfree <= pg->used - pg->pinned);
     VALID(pg->pinned || nfree == 0);
     return true;

@@ -21,6 +21,9 @@ static size_t registry_count;
 static mc_lock_t cache_lock;
 static mc_segment_t *cache; /* empty segments, address order */
 static _Atomic size_t cache_count;
+static mc_segment_t *huge_cache; /* freed huge mappings, newest first */
+static _Atomic size_t huge_cache_count;
+static void huge_purge(mc_segment_t *seg);
 
 /* Abandoned segments wait in the order they were abandoned: reclaiming the
  * oldest first means every one of them is adopted in turn, and what other
@@ -79,6 +82,7 @@ size_t _mc_segments_count(size_t *cached, size_t *abandoned_out) {
 }
 
 static mc_segment_t *segment_map_new(void) {
+    _mc_caches_purge_now();
     mc_segment_t *seg = _mc_os_map_aligned(MC_SEGMENT_SIZE, MC_SEGMENT_SIZE, 0);
     if (seg == NULL) return NULL;
     /* Fresh memory is zero: only the non-zero fields need setting. */
@@ -202,6 +206,10 @@ static void segment_disown(mc_segment_t *seg) {
     atomic_store_explicit(&seg->heap, NULL, memory_order_release);
 }
 
+bool _mc_segment_cache_empty(void) {
+    return atomic_load_explicit(&cache_count, memory_order_relaxed) == 0;
+}
+
 mc_segment_t *_mc_segment_acquire(mc_heap_t *heap) {
     mc_segment_t *seg = NULL;
     if (atomic_load_explicit(&cache_count, memory_order_relaxed) > 0) {
@@ -297,6 +305,30 @@ void _mc_segments_maintain(uint64_t now, bool force) {
             expired = next;
         }
     }
+    if (atomic_load_explicit(&huge_cache_count, memory_order_relaxed) > 0) {
+        mc_segment_t *expired = NULL;
+        if (force) _mc_lock(&cache_lock);
+        if (force || _mc_trylock(&cache_lock)) {
+            for (mc_segment_t *seg = huge_cache, *next; seg != NULL; seg = next) {
+                next = seg->next;
+                if (force || now - seg->cached_at >= MC_CACHE_EXPIRE_MS) {
+                    list_remove(&huge_cache, seg);
+                    atomic_fetch_sub_explicit(&huge_cache_count, 1, memory_order_relaxed);
+                    seg->next = expired;
+                    expired = seg;
+                } else if (seg->purge_at != 0 && now >= seg->purge_at) {
+                    huge_purge(seg);
+                }
+            }
+            _mc_unlock(&cache_lock);
+        }
+        while (expired != NULL) {
+            mc_segment_t *next = expired->next;
+            _mc_stats_committed((long)expired->size); /* segment_unmap subtracts it */
+            segment_unmap(expired);
+            expired = next;
+        }
+    }
     if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) > 0) {
         if (force) _mc_lock(&abandoned_lock);
         if (force || _mc_trylock(&abandoned_lock)) {
@@ -308,24 +340,124 @@ void _mc_segments_maintain(uint64_t now, bool force) {
 }
 
 /* ---- Huge blocks -------------------------------------------------------------------
- * A huge block lives alone in a mapping: a header (this struct, without its
- * pages) and the block MC_HUGE_OFFSET or more after it.  The mapping starts on
- * a 4 MiB boundary so that mc_segment_of finds the header; for alignments
- * above 4 MiB the block sits exactly 4 MiB after the header. */
+ * A huge block lives alone in a mapping: a header (the first fields of
+ * mc_segment_t) and the block MC_HUGE_OFFSET or more after it.  The mapping
+ * starts on a 4 MiB boundary so that mc_segment_of finds the header; for
+ * alignments above 4 MiB the block sits exactly 4 MiB after the header.
+ *
+ * A freed huge mapping waits in a small cache for the next huge request:
+ * reusing it saves the mmap and, above all, the page faults of fresh memory.
+ * It is purged after the purge delay (the pages go back to the OS, the
+ * addresses stay) and unmapped after MC_CACHE_EXPIRE_MS. */
+static size_t huge_len(size_t offset, size_t size) {
+    return mc_align_up(offset + size, _mc_os_page_size());
+}
+
+/* Resize the mapping of a huge block to len bytes: shrink in place, grow in
+ * place, or move its pages (no copy) to a new 4 MiB-aligned place.  Returns
+ * the header's address, or NULL if it cannot grow (nothing changed). */
+static mc_segment_t *huge_resize(mc_segment_t *seg, size_t len) {
+    size_t old = seg->size;
+    if (len < old) {
+        /* If the kernel refuses, the block simply stays larger. */
+        if (_mc_os_unmap((uint8_t *)seg + len, old - len) == 0) seg->size = len;
+    } else if (len > old) {
+        if (_mc_os_remap(seg, old, len, NULL) != NULL) {
+            seg->size = len;
+        } else {
+            size_t offset = (size_t)(seg->huge_block - (uint8_t *)seg);
+            mc_segment_t *target = _mc_os_map_aligned(len, MC_SEGMENT_SIZE, 0);
+            if (target == NULL) return NULL;
+            registry_remove(seg);
+            if (_mc_os_remap(seg, old, len, target) == NULL) {
+                _mc_os_unmap(target, len);
+                registry_add(seg);
+                return NULL;
+            }
+            /* The header travelled with the pages. */
+            seg = target;
+            seg->cookie = (uintptr_t)seg ^ _mc_secret;
+            seg->size = len;
+            seg->huge_block = (uint8_t *)seg + offset;
+            registry_add(seg);
+        }
+    }
+    _mc_stats_committed((long)seg->size - (long)old);
+    return seg;
+}
+
+static void huge_purge(mc_segment_t *seg) {
+    size_t start = mc_align_up(MC_HUGE_OFFSET, _mc_os_page_size());
+    bool madv_free = mc_option(MC_OPTION_PURGE_MADV_FREE) != 0;
+    if (seg->size > start &&
+        _mc_os_purge((uint8_t *)seg + start, seg->size - start, madv_free) == 0 && !madv_free &&
+        start == MC_HUGE_OFFSET)
+        seg->nonzero_map = 0;
+    seg->purge_at = 0;
+}
+
+/* The cached mapping to serve len bytes: the smallest at least that large,
+ * or else the largest (which will grow).  Taken out of the cache. */
+static mc_segment_t *huge_cache_take(size_t len) {
+    if (atomic_load_explicit(&huge_cache_count, memory_order_relaxed) == 0) return NULL;
+    _mc_lock(&cache_lock);
+    mc_segment_t *fit = NULL, *largest = NULL;
+    for (mc_segment_t *s = huge_cache; s != NULL; s = s->next) {
+        if (s->size >= len && (fit == NULL || s->size < fit->size)) fit = s;
+        if (s->size < len && (largest == NULL || s->size > largest->size)) largest = s;
+    }
+    mc_segment_t *seg = fit != NULL ? fit : largest;
+    if (seg != NULL) {
+        list_remove(&huge_cache, seg);
+        atomic_fetch_sub_explicit(&huge_cache_count, 1, memory_order_relaxed);
+    }
+    _mc_unlock(&cache_lock);
+    if (seg != NULL) {
+        seg->state = MC_SEGMENT_ALONE;
+        _mc_stats_committed((long)seg->size);
+    }
+    return seg;
+}
+
+/* About to map fresh memory: first give back what the caches hold, since it
+ * could not serve this request (peak RSS stays what is in use). */
+void _mc_caches_purge_now(void) {
+    if (atomic_load_explicit(&cache_count, memory_order_relaxed) +
+            atomic_load_explicit(&huge_cache_count, memory_order_relaxed) ==
+        0)
+        return;
+    _mc_lock(&cache_lock);
+    for (mc_segment_t *seg = cache; seg != NULL; seg = seg->next) _mc_segment_purge(seg, 0, true);
+    for (mc_segment_t *seg = huge_cache; seg != NULL; seg = seg->next)
+        if (seg->purge_at != 0) huge_purge(seg);
+    _mc_unlock(&cache_lock);
+}
+
 void *_mc_huge_alloc(size_t size, size_t align, bool *is_zero) {
-    size_t ps = _mc_os_page_size();
     size_t offset = MC_HUGE_OFFSET;
     if (align > offset) offset = align <= MC_SEGMENT_SIZE ? align : MC_SEGMENT_SIZE;
-    if (size > PTRDIFF_MAX - offset - ps) return NULL;
-    size_t len = mc_align_up(offset + size, ps);
-    mc_segment_t *seg = align > MC_SEGMENT_SIZE ? _mc_os_map_aligned(len, align, MC_SEGMENT_SIZE)
-                                                : _mc_os_map_aligned(len, MC_SEGMENT_SIZE, 0);
+    if (size > PTRDIFF_MAX - offset - _mc_os_page_size()) return NULL;
+    size_t len = huge_len(offset, size);
+    mc_segment_t *seg = offset == MC_HUGE_OFFSET ? huge_cache_take(len) : NULL;
+    if (seg != NULL) {
+        mc_segment_t *sized = huge_resize(seg, len);
+        if (sized != NULL) {
+            *is_zero = sized->nonzero_map == 0;
+            sized->nonzero_map = 1;
+            return sized->huge_block;
+        }
+        segment_unmap(seg);
+    }
+    _mc_caches_purge_now();
+    seg = align > MC_SEGMENT_SIZE ? _mc_os_map_aligned(len, align, MC_SEGMENT_SIZE)
+                                  : _mc_os_map_aligned(len, MC_SEGMENT_SIZE, 0);
     if (seg == NULL) return NULL;
     seg->cookie = (uintptr_t)seg ^ _mc_secret;
     seg->kind = MC_SEGMENT_HUGE;
     seg->state = MC_SEGMENT_ALONE;
     seg->size = len;
     seg->huge_block = (uint8_t *)seg + offset;
+    seg->nonzero_map = 1;
     registry_add(seg);
     _mc_stats_committed((long)len);
     *is_zero = true;
@@ -333,46 +465,51 @@ void *_mc_huge_alloc(size_t size, size_t align, bool *is_zero) {
 }
 
 void _mc_huge_free(mc_segment_t *seg) {
+    long delay = mc_option(MC_OPTION_PURGE_DELAY_MS);
+    if (seg->huge_block == (uint8_t *)seg + MC_HUGE_OFFSET &&
+        mc_option(MC_OPTION_SEGMENT_CACHE) > 0) {
+        _mc_lock(&cache_lock);
+        if (atomic_load_explicit(&huge_cache_count, memory_order_relaxed) < MC_HUGE_CACHE) {
+            uint64_t now = _mc_os_now_ms();
+            seg->state = MC_SEGMENT_CACHED;
+            seg->cached_at = now;
+            seg->purge_at = delay < 0 ? UINT64_MAX : now + (uint64_t)delay;
+            if (delay == 0) huge_purge(seg);
+            seg->prev = NULL;
+            seg->next = huge_cache;
+            if (huge_cache) huge_cache->prev = seg;
+            huge_cache = seg;
+            atomic_fetch_add_explicit(&huge_cache_count, 1, memory_order_relaxed);
+            _mc_unlock(&cache_lock);
+            _mc_stats_committed(-(long)seg->size);
+            return;
+        }
+        _mc_unlock(&cache_lock);
+    }
     segment_unmap(seg);
 }
 
+/* Growing, reserve a quarter more address space than asked: a buffer grown
+ * a little at a time (a string builder) then remaps once per quarter, not
+ * once per page.  Untouched pages cost no memory. */
 void *_mc_huge_realloc(mc_segment_t *seg, size_t size) {
-    size_t ps = _mc_os_page_size();
     size_t offset = (size_t)(seg->huge_block - (uint8_t *)seg);
-    if (size > PTRDIFF_MAX - offset - ps) return NULL;
-    size_t len = mc_align_up(offset + size, ps);
-    size_t old = seg->size;
-    if (len == old) return seg->huge_block;
-    if (len < old) {
-        /* Shrink in place; if the kernel refuses, the block simply stays
-         * larger than asked. */
-        if (_mc_os_unmap((uint8_t *)seg + len, old - len) == 0) {
-            seg->size = len;
-            _mc_stats_committed(-(long)(old - len));
+    if (size > PTRDIFF_MAX - offset - _mc_os_page_size()) return NULL;
+    size_t len = huge_len(offset, size), old = seg->size;
+    if (len <= old && len > old - old / 4) return seg->huge_block;
+    if (len > old) {
+        size_t roomy = huge_len(0, old + old / 4);
+        if (roomy > len && roomy - offset <= PTRDIFF_MAX) {
+            mc_segment_t *grown = huge_resize(seg, roomy);
+            if (grown != NULL) return grown->huge_block;
         }
-        return seg->huge_block;
     }
-    if (_mc_os_remap(seg, old, len, NULL) != NULL) {
-        seg->size = len;
-        _mc_stats_committed((long)(len - old));
-        return seg->huge_block;
-    }
-    /* Move the pages (no copy) to a new 4 MiB-aligned place.  The header
-     * travels with them; only the registry links and cookie change. */
-    mc_segment_t *target = _mc_os_map_aligned(len, MC_SEGMENT_SIZE, 0);
-    if (target == NULL) return NULL;
-    registry_remove(seg);
-    if (_mc_os_remap(seg, old, len, target) == NULL) {
-        _mc_os_unmap(target, len);
-        registry_add(seg);
-        return NULL;
-    }
-    target->cookie = (uintptr_t)target ^ _mc_secret;
-    target->size = len;
-    target->huge_block = (uint8_t *)target + offset;
-    registry_add(target);
-    _mc_stats_committed((long)(len - old));
-    return target->huge_block;
+    mc_segment_t *sized = huge_resize(seg, len);
+    return sized != NULL ? sized->huge_block : NULL;
+}
+
+bool _mc_huge_is_live(const mc_segment_t *seg) {
+    return seg->state == MC_SEGMENT_ALONE;
 }
 
 /* ---- Fork --------------------------------------------------------------------------- */

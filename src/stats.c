@@ -143,6 +143,10 @@ void _mc_stats_committed(long delta) {
 static void stats_visit(const mc_segment_t *seg, void *arg) {
     mc_stats_t *st = arg;
     if (seg->kind == MC_SEGMENT_HUGE) {
+        if (PEEK(seg->state) != MC_SEGMENT_ALONE) { /* freed, waiting in the cache */
+            if (PEEK(seg->purge_at) != 0) st->resident += seg->size;
+            return;
+        }
         st->huge_blocks++;
         st->huge_bytes += seg->size;
         st->allocated += mc_huge_usable(seg, seg->huge_block);
@@ -223,6 +227,7 @@ mc_export void mc_stats_print(int fd) {
 
 static void stats_at_exit(void) {
     mc_stats_print(2);
+    if (mc_option(MC_OPTION_SHOW_STATS) >= 2) mc_heap_map(2);
 }
 
 void _mc_stats_print_at_exit(void) {

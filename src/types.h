@@ -52,7 +52,10 @@ typedef struct mc_block_s {
  * path only pops; free's fast path decrements, and reaching 0 means the page
  * is empty.  Only the page heading its bin queue has a non-empty free list,
  * and it holds one extra count, the "pin", so that it is not released each
- * time it empties.
+ * time it empties.  A head takes its thread_free list whole at each refill
+ * without walking it, so its used may count those blocks twice (flag
+ * uncounted, and "==" above becomes ">="); the exact count is recomputed when
+ * the page stops being a head.
  *
  * The low two bits of thread_free hold the notification state, which lets a
  * remote free tell the owner that a full page has a free block again:
@@ -107,7 +110,8 @@ typedef struct mc_page_s {
     _Atomic(struct mc_heap_s *) heap; /* owner, read by a notifying remote free */
     struct mc_page_s *next, *prev;    /* in a bin queue or the full queue */
     struct mc_page_s *notify_next;    /* in heap->notified */
-    uint8_t pad_[32];
+    uint8_t uncounted;                /* local_free holds remote frees still counted in used */
+    uint8_t pad_[31];
 } mc_page_t;
 
 _Static_assert(sizeof(mc_page_t) == 128, "page descriptors are 128 bytes (free computes with it)");
@@ -189,6 +193,7 @@ typedef struct mc_heap_s {
     size_t empty_segments;                 /* owned segments with every slice free */
     uint64_t purge_at;                     /* earliest purge_at of the owned segments, 0: none */
     int32_t maintain_in;                   /* slow-path calls until the next maintenance */
+    uint32_t sweep_bin;                    /* where the next sweep of remote frees starts */
     uint32_t trim_epoch;                   /* the global trim request last served */
     struct mc_heap_s *all_next, *all_prev; /* every live heap */
     struct mc_heap_s *pool_next;           /* in the pool of unused heaps */
