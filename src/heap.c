@@ -294,6 +294,23 @@ static void heap_visit_abandoned(void) {
         _mc_segment_abandon(seg);
 }
 
+/* Punch holes in every page behind a bin head (heads keep their memory:
+ * they are where allocation happens). */
+static void heap_punch_holes(mc_heap_t *heap) {
+    for (size_t bin = 1; bin < MC_BIN_COUNT; bin++) {
+        mc_page_t *head = heap->queues[bin].first;
+        if (head == NULL) continue;
+        for (mc_page_t *pg = head->next, *next; pg != NULL; pg = next) {
+            next = pg->next;
+            _mc_page_punch_holes(pg);
+            if (pg->used == 0) { /* the remote frees it collected emptied it */
+                bin_remove(heap, pg);
+                heap_page_free(heap, pg);
+            }
+        }
+    }
+}
+
 /* n free slices in one of the heap's segments, in address order; else from
  * an abandoned segment, the segment cache, or the OS. */
 static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
@@ -308,8 +325,11 @@ static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
         }
         if (heap_reclaim(heap)) continue;
         /* About to grow: first give back the free slices that could not
-         * serve this span. */
-        if (_mc_segment_cache_empty()) heap_purge(heap, 0, true);
+         * serve this span, and the free parts of mostly empty pages. */
+        if (_mc_segment_cache_empty()) {
+            heap_purge(heap, 0, true);
+            heap_punch_holes(heap);
+        }
         mc_segment_t *seg = _mc_segment_acquire(heap);
         if (seg == NULL) return NULL;
         heap_segment_add(heap, seg);
@@ -325,6 +345,10 @@ mc_page_t *_mc_heap_page_for_bin(mc_heap_t *heap, size_t bin) {
         if (pg->free != NULL) return pg;
         _mc_page_collect(pg);
         if (pg->free != NULL) return pg;
+        if (pg->holed != 0) {
+            _mc_page_fill_holes(pg);
+            return pg;
+        }
         if (pg->capacity < pg->reserved) {
             /* Before carving (and touching) fresh memory, use the blocks
              * freed into the next page, if any: it becomes the head. */
@@ -491,6 +515,7 @@ void _mc_heap_collect(mc_heap_t *heap, bool force) {
             }
         }
     }
+    if (force) heap_punch_holes(heap);
     uint64_t now = _mc_os_now_ms();
     heap_purge(heap, now, force);
     if (force) {

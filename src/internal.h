@@ -153,6 +153,10 @@ void _mc_page_clear_inner(mc_page_t *pg, size_t from, size_t to);
 /* Give back the blocks of the free list to local_free (a head page that
  * stops being the head). */
 void _mc_page_unfree(mc_page_t *pg);
+/* Purge the OS pages holding only free blocks (see types.h); bytes purged. */
+size_t _mc_page_punch_holes(mc_page_t *pg);
+/* The page ran out of blocks: its holes' blocks go back to free. */
+void _mc_page_fill_holes(mc_page_t *pg);
 /* Carve more blocks into the free list (capacity < reserved). */
 void _mc_page_extend(mc_page_t *pg);
 /* Refill free (empty) from local_free or thread_free. */

@@ -76,6 +76,9 @@ void _mc_page_init(mc_page_t *pg, size_t slices, size_t block_size, size_t bin, 
     atomic_store_explicit(&pg->heap, heap, memory_order_relaxed);
     pg->next = pg->prev = pg->notify_next = NULL;
     pg->uncounted = 0;
+    pg->holed = 0;
+    pg->holes = 0;
+    pg->punched = NULL;
 }
 
 /* A large page is born full: its one block is handed out at once, and the
@@ -96,6 +99,8 @@ void _mc_page_clear(mc_page_t *pg) {
     pg->block_size = 0;
     pg->slice_count = 0;
     pg->free = pg->local_free = NULL;
+    pg->holed = 0;
+    pg->holes = 0;
     atomic_store_explicit(&pg->heap, NULL, memory_order_relaxed);
 }
 
@@ -162,7 +167,7 @@ void _mc_page_collect(mc_page_t *pg) {
     mc_assert(pg->free == NULL);
     if (pg->local_free != NULL) {
         pg->free = pg->local_free;
-        pg->used = pg->capacity + pg->pinned;
+        pg->used = pg->capacity + pg->pinned - pg->holed;
         pg->local_free = page_take_thread_free(pg);
         pg->uncounted = pg->local_free != NULL;
         return;
@@ -175,7 +180,7 @@ static void page_recount(mc_page_t *pg) {
     if (!pg->uncounted) return;
     uint32_t n = 0;
     for (mc_block_t *b = pg->local_free; b != NULL; b = b->next) n++;
-    pg->used = pg->capacity + pg->pinned - n;
+    pg->used = pg->capacity + pg->pinned - pg->holed - n;
     pg->uncounted = 0;
 }
 
@@ -197,6 +202,89 @@ void _mc_page_unfree(mc_page_t *pg) {
     pg->local_free = pg->free;
     pg->free = NULL;
     pg->used -= n;
+}
+
+/* ---- Holes ---------------------------------------------------------------------
+ * Only for pages of up to 64 OS pages (the holes mask), and only in the
+ * carved part: the blocks of a hole were all free, so a block touching a
+ * hole is never live, and only a refill puts it back in a list. */
+static bool block_touches(const mc_page_t *pg, size_t off, uint64_t mask, size_t ps) {
+    size_t first = off / ps, last = (off + pg->block_size - 1) / ps;
+    uint64_t upto = last >= 63 ? ~(uint64_t)0 : (((uint64_t)2 << last) - 1);
+    return (upto & ~(((uint64_t)1 << first) - 1) & mask) != 0;
+}
+
+size_t _mc_page_punch_holes(mc_page_t *pg) {
+    size_t ps = _mc_os_page_size(), bs = pg->block_size;
+    size_t nos = (size_t)pg->capacity * bs / ps; /* OS pages wholly carved */
+    mc_assert(pg->free == NULL && !pg->uncounted);
+    if (nos == 0 || (size_t)pg->slice_count * MC_SLICE_SIZE / ps > 64) return 0;
+    _mc_page_collect_thread_free(pg);
+    /* Nothing freed since the last look (frees push on local_free). */
+    if (pg->local_free == NULL || pg->local_free == pg->punched) return 0;
+    pg->punched = pg->local_free;
+    /* Bytes of free blocks in each OS page. */
+    uint32_t cover[64] = {0};
+    for (mc_block_t *b = pg->local_free; b != NULL; b = b->next) {
+        size_t off = (size_t)((uint8_t *)b - pg->start), end = off + bs;
+        for (size_t o = off; o < end;) {
+            size_t i = o / ps, next = (i + 1) * ps < end ? (i + 1) * ps : end;
+            cover[i] += (uint32_t)(next - o);
+            o = next;
+        }
+    }
+    uint64_t purge = 0;
+    for (size_t i = 0; i < nos; i++)
+        if (cover[i] == ps && !(pg->holes & ((uint64_t)1 << i))) purge |= (uint64_t)1 << i;
+    if (purge == 0) return 0;
+    /* Take the blocks touching those OS pages out of local_free (reading the
+     * list before the pages go), then purge them. */
+    mc_block_t *keep = NULL, *b = pg->local_free;
+    uint32_t out = 0;
+    while (b != NULL) {
+        mc_block_t *next = b->next;
+        if (block_touches(pg, (size_t)((uint8_t *)b - pg->start), purge, ps)) {
+            out++;
+        } else {
+            b->next = keep;
+            keep = b;
+        }
+        b = next;
+    }
+    pg->local_free = pg->punched = keep;
+    pg->holed += out;
+    pg->holes |= purge;
+    bool madv_free = mc_option(MC_OPTION_PURGE_MADV_FREE) != 0;
+    size_t bytes = 0;
+    for (size_t i = 0; i < nos;) {
+        if (!(purge & ((uint64_t)1 << i))) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < nos && (purge & ((uint64_t)1 << j))) j++;
+        _mc_os_purge(pg->start + i * ps, (j - i) * ps, madv_free);
+        bytes += (j - i) * ps;
+        i = j;
+    }
+    return bytes;
+}
+
+/* The page ran out of blocks: take back those of the holes, in address order. */
+void _mc_page_fill_holes(mc_page_t *pg) {
+    mc_assert(pg->free == NULL && pg->holed > 0);
+    size_t ps = _mc_os_page_size(), bs = pg->block_size;
+    mc_block_t *list = NULL;
+    for (size_t i = pg->capacity; i-- > 0;) {
+        if (!block_touches(pg, i * bs, pg->holes, ps)) continue;
+        mc_block_t *b = (mc_block_t *)(pg->start + i * bs);
+        b->next = list;
+        list = b;
+    }
+    pg->free = list;
+    pg->used += pg->holed;
+    pg->holed = 0;
+    pg->holes = 0;
 }
 
 /* ---- Remote free and notification ------------------------------------------------------ */
@@ -308,9 +396,10 @@ bool _mc_page_is_valid(const mc_page_t *pg) {
     uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
     VALID(page_list_count(pg, (const mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE), &nthread));
     if (pg->uncounted)
-        VALID(pg->used - pg->pinned + nlocal >= pg->capacity);
+        VALID(pg->used - pg->pinned + nlocal + pg->holed >= pg->capacity);
     else
-        VALID(pg->used - pg->pinned + nlocal == pg->capacity);
+        VALID(pg->used - pg->pinned + nlocal + pg->holed == pg->capacity);
+    VALID((pg->holed == 0) == (pg->holes == 0));
     VALID(nthread + nfree <= pg->used - pg->pinned);
     VALID(pg->pinned || nfree == 0);
     return true;

@@ -44,7 +44,7 @@ typedef struct mc_block_s {
  *   thread_free  other threads push here with one atomic operation; the owner
  *                takes the whole list at once in the slow path.
  * Invariant (page_is_valid, debug level 2):
- *   used - pinned + |local_free| == capacity <= reserved
+ *   used - pinned + |local_free| + holed == capacity <= reserved
  *   |thread_free| <= used - pinned - |free|
  * used counts every block that is not in local_free: handed out, waiting in
  * thread_free (until the owner collects it), or waiting in free.  Blocks are
@@ -56,6 +56,11 @@ typedef struct mc_block_s {
  * without walking it, so its used may count those blocks twice (flag
  * uncounted, and "==" above becomes ">="); the exact count is recomputed when
  * the page stops being a head.
+ *
+ * Holes: in a page left mostly empty, the OS pages (4 KiB) that hold only
+ * free blocks are purged while the page stays in use; their blocks leave the
+ * lists (holed counts them, holes marks the OS pages) until the page runs out
+ * of blocks and takes them back.
  *
  * The low two bits of thread_free hold the notification state, which lets a
  * remote free tell the owner that a full page has a free block again:
@@ -110,8 +115,12 @@ typedef struct mc_page_s {
     _Atomic(struct mc_heap_s *) heap; /* owner, read by a notifying remote free */
     struct mc_page_s *next, *prev;    /* in a bin queue or the full queue */
     struct mc_page_s *notify_next;    /* in heap->notified */
+    uint64_t holes;                   /* OS pages purged while the page is in use, a bit each */
+    uint32_t holed;                   /* blocks in them, taken out of the lists */
     uint8_t uncounted;                /* local_free holds remote frees still counted in used */
-    uint8_t pad_[31];
+    uint8_t pad_[3];
+    mc_block_t *punched; /* local_free when holes were last looked for */
+    uint64_t pad2_;
 } mc_page_t;
 
 _Static_assert(sizeof(mc_page_t) == 128, "page descriptors are 128 bytes (free computes with it)");
