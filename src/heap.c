@@ -95,7 +95,6 @@ static void bin_push_front(mc_heap_t *heap, mc_page_t *pg) {
     page_pin(pg);
     direct_update(heap, pg->bin);
     if (old != NULL) {
-        _mc_page_unfree(old);
         page_unpin(old);
         if (old->used == 0) {
             queue_unlink(q, old);
@@ -114,13 +113,13 @@ static void bin_push_back(mc_heap_t *heap, mc_page_t *pg) {
 }
 
 /* Take a page out of its bin queue; the caller decides its fate (used may
- * have dropped to 0 if it was the pinned head). */
+ * have dropped to 0 if it was the pinned head).  A former head keeps its
+ * free list (counted in used) until normalized. */
 static void bin_remove(mc_heap_t *heap, mc_page_t *pg) {
     mc_page_queue_t *q = &heap->queues[pg->bin];
     bool head = q->first == pg;
     queue_unlink(q, pg);
     if (head) {
-        _mc_page_unfree(pg);
         if (pg->pinned) page_unpin(pg);
         if (q->first) page_pin(q->first);
         direct_update(heap, pg->bin);
@@ -243,6 +242,8 @@ static bool heap_reclaim(mc_heap_t *heap) {
         atomic_store_explicit(&pg->heap, heap, memory_order_release);
         pg->flags &= (uint8_t)~MC_PAGE_IN_FULL;
         pg->next = pg->prev = NULL;
+        /* A kept free list stays: used counts it, so such a page is not
+         * taken for empty, and it can hand those blocks out as a head. */
         for (;;) {
             _mc_page_collect_thread_free(pg);
             if (pg->used == 0) {
@@ -281,6 +282,7 @@ static void heap_visit_abandoned(void) {
             continue;
         }
         i += pg->slice_count;
+        _mc_page_normalize(pg);
         _mc_page_collect_thread_free(pg);
         if (pg->used == 0) {
             size_t idx = mc_page_index(pg), n = pg->slice_count;
@@ -467,6 +469,9 @@ static void heap_sweep_remote(mc_heap_t *heap) {
         for (mc_page_t *pg = head->next, *next; pg != NULL; pg = next) {
             next = pg->next;
             checked++;
+            /* A page keeping its free list is not empty, and will hand
+             * those blocks out when it heads its bin again. */
+            if (pg->free != NULL || pg->uncounted) continue;
             if (_mc_page_collect_thread_free(pg) != 0 && pg->used == 0) {
                 bin_remove(heap, pg);
                 heap_page_free(heap, pg);
@@ -507,8 +512,8 @@ void _mc_heap_collect(mc_heap_t *heap, bool force) {
     for (size_t bin = 1; bin < MC_BIN_COUNT; bin++) {
         for (mc_page_t *pg = heap->queues[bin].first, *next; pg != NULL; pg = next) {
             next = pg->next;
+            if (force || !pg->pinned) _mc_page_normalize(pg);
             _mc_page_collect_thread_free(pg);
-            if (force) _mc_page_unfree(pg);
             if (pg->used - pg->pinned == 0 && (force || !pg->pinned)) {
                 bin_remove(heap, pg);
                 heap_page_free(heap, pg);
@@ -573,15 +578,17 @@ static mc_heap_t *heap_new(void) {
 }
 
 /* Thread exit: free what can be freed, give the rest away. */
+/* Thread exit, kept cheap (threads may be short-lived): heads give up their
+ * pin and full pages their notification; whatever needs counting or
+ * collecting is done by whoever adopts or visits the segments later, and
+ * the segments keep their purge schedule.  Disarming waits for the
+ * notifications under way, so once the notified list is dropped below, no
+ * other thread will touch this heap again. */
 static void heap_abandon(mc_heap_t *heap) {
-    _mc_heap_collect(heap, true);
-    /* Heads give up their pin; full pages their notification.  Disarming
-     * waits for notifications under way, so once the notified list is
-     * dropped below, no other thread will touch this heap again. */
+    heap_drain_notified(heap);
     for (size_t bin = 1; bin < MC_BIN_COUNT; bin++) {
         mc_page_t *pg = heap->queues[bin].first;
         if (pg == NULL) continue;
-        _mc_page_unfree(pg);
         page_unpin(pg);
         if (pg->used == 0) {
             queue_unlink(&heap->queues[bin], pg);
@@ -596,6 +603,7 @@ static void heap_abandon(mc_heap_t *heap) {
         pg->notify_next = NULL;
         pg = next;
     }
+    heap_purge(heap, 0, true);
     /* The pages stay in their segments, for whoever adopts them. */
     for (mc_segment_t *seg = heap->segments, *next; seg != NULL; seg = next) {
         next = seg->next;
@@ -722,7 +730,7 @@ static bool queue_is_valid(mc_heap_t *heap, size_t bin) {
             VALID(!(pg->flags & MC_PAGE_IN_FULL) && pg->bin == bin);
             VALID(pg->pinned == (pg == q->first));
             VALID(pg->used > pg->pinned || pg->pinned); /* only a head may be empty */
-            VALID(pg == q->first || (pg->free == NULL && !pg->uncounted));
+            VALID(pg->used > 0 || pg->free == NULL);
         }
         if (!_mc_page_is_valid(pg)) return false;
     }

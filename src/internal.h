@@ -150,9 +150,10 @@ void _mc_page_clear(mc_page_t *pg);
  * being so (a large span that grows or shrinks). */
 void _mc_page_set_inner(mc_page_t *pg, size_t from, size_t to);
 void _mc_page_clear_inner(mc_page_t *pg, size_t from, size_t to);
-/* Give back the blocks of the free list to local_free (a head page that
- * stops being the head). */
-void _mc_page_unfree(mc_page_t *pg);
+/* Make used exact: move the free list to local_free (counting it) and
+ * recount after an uncounted refill.  A page that stopped being a head may
+ * keep its free list until someone needs its exact count: this walks lists. */
+void _mc_page_normalize(mc_page_t *pg);
 /* Purge the OS pages holding only free blocks (see types.h); bytes purged. */
 size_t _mc_page_punch_holes(mc_page_t *pg);
 /* The page ran out of blocks: its holes' blocks go back to free. */
@@ -161,7 +162,8 @@ void _mc_page_fill_holes(mc_page_t *pg);
 void _mc_page_extend(mc_page_t *pg);
 /* Refill free (empty) from local_free or thread_free. */
 void _mc_page_collect(mc_page_t *pg);
-/* Does the page have blocks freed since its free list was filled? */
+/* Does the page have blocks to hand out without carving (a free list kept
+ * from its time as head, or blocks freed since)? */
 bool _mc_page_has_freed(const mc_page_t *pg);
 size_t _mc_page_collect_thread_free(mc_page_t *pg);
 void _mc_page_free_remote(mc_page_t *pg, mc_block_t *block);

@@ -175,7 +175,7 @@ void _mc_page_collect(mc_page_t *pg) {
     pg->free = page_take_thread_free(pg);
 }
 
-/* Make used exact again after refills took remote frees uncounted. */
+/* Make used exact again after a refill took remote frees uncounted. */
 static void page_recount(mc_page_t *pg) {
     if (!pg->uncounted) return;
     uint32_t n = 0;
@@ -185,11 +185,12 @@ static void page_recount(mc_page_t *pg) {
 }
 
 bool _mc_page_has_freed(const mc_page_t *pg) {
-    return pg->local_free != NULL || (atomic_load_explicit(&pg->thread_free, memory_order_relaxed) &
-                                      ~(uintptr_t)MC_TF_STATE) != 0;
+    return pg->free != NULL || pg->local_free != NULL ||
+           (atomic_load_explicit(&pg->thread_free, memory_order_relaxed) &
+            ~(uintptr_t)MC_TF_STATE) != 0;
 }
 
-void _mc_page_unfree(mc_page_t *pg) {
+void _mc_page_normalize(mc_page_t *pg) {
     page_recount(pg);
     if (pg->free == NULL) return;
     mc_block_t *tail = pg->free;
@@ -217,8 +218,8 @@ static bool block_touches(const mc_page_t *pg, size_t off, uint64_t mask, size_t
 size_t _mc_page_punch_holes(mc_page_t *pg) {
     size_t ps = _mc_os_page_size(), bs = pg->block_size;
     size_t nos = (size_t)pg->capacity * bs / ps; /* OS pages wholly carved */
-    mc_assert(pg->free == NULL && !pg->uncounted);
     if (nos == 0 || (size_t)pg->slice_count * MC_SLICE_SIZE / ps > 64) return 0;
+    _mc_page_normalize(pg);
     _mc_page_collect_thread_free(pg);
     /* Nothing freed since the last look (frees push on local_free). */
     if (pg->local_free == NULL || pg->local_free == pg->punched) return 0;
@@ -401,6 +402,5 @@ bool _mc_page_is_valid(const mc_page_t *pg) {
         VALID(pg->used - pg->pinned + nlocal + pg->holed == pg->capacity);
     VALID((pg->holed == 0) == (pg->holes == 0));
     VALID(nthread + nfree <= pg->used - pg->pinned);
-    VALID(pg->pinned || nfree == 0);
     return true;
 }

@@ -50,12 +50,13 @@ typedef struct mc_block_s {
  * thread_free (until the owner collects it), or waiting in free.  Blocks are
  * counted when they enter free (a refill or an extension), so malloc's fast
  * path only pops; free's fast path decrements, and reaching 0 means the page
- * is empty.  Only the page heading its bin queue has a non-empty free list,
- * and it holds one extra count, the "pin", so that it is not released each
- * time it empties.  A head takes its thread_free list whole at each refill
- * without walking it, so its used may count those blocks twice (flag
- * uncounted, and "==" above becomes ">="); the exact count is recomputed when
- * the page stops being a head.
+ * is empty.  The page heading its bin queue holds one extra count, the
+ * "pin", so that it is not released each time it empties.  Counting lists
+ * means walking them, touching every block, so it is put off: a refill takes
+ * thread_free whole into local_free without counting it (flag uncounted:
+ * used counts those blocks twice, "==" becomes ">="), and a page that stops
+ * being a head keeps its free list; _mc_page_normalize makes used exact when
+ * someone needs to know whether the page is empty.
  *
  * Holes: in a page left mostly empty, the OS pages (4 KiB) that hold only
  * free blocks are purged while the page stays in use; their blocks leave the
