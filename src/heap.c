@@ -485,7 +485,13 @@ void _mc_heap_maintain(mc_heap_t *heap) {
     if (--heap->maintain_in > 0) return;
     heap->maintain_in = MC_MAINTAIN_EVERY;
     uint64_t now = _mc_os_now_ms();
-    if (heap->purge_at != 0 && now >= heap->purge_at) heap_purge(heap, now, false);
+    uint32_t grown = _mc_grow_epoch();
+    if (heap->grow_epoch != grown) { /* the process took fresh memory */
+        heap->grow_epoch = grown;
+        if (heap->purge_at != 0) heap_purge(heap, now, true);
+    } else if (heap->purge_at != 0 && now >= heap->purge_at) {
+        heap_purge(heap, now, false);
+    }
     uint32_t epoch = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
     if (heap->trim_epoch != epoch) {
         heap->trim_epoch = epoch;

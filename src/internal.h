@@ -122,8 +122,10 @@ void _mc_huge_free(mc_segment_t *seg);
 void *_mc_huge_realloc(mc_segment_t *seg, size_t size);
 /* False once the block was freed (its mapping waits in the cache). */
 bool _mc_huge_is_live(const mc_segment_t *seg);
-/* Purge the segment and huge caches now (before mapping fresh memory). */
+/* About to map fresh memory: purge the caches and abandoned segments now,
+ * and tell every heap (through the grow epoch) to purge its free slices. */
 void _mc_caches_purge_now(void);
+uint32_t _mc_grow_epoch(void);
 bool _mc_segment_cache_empty(void);
 static inline size_t mc_huge_usable(const mc_segment_t *seg, const void *p) {
     return seg->size - (size_t)((const uint8_t *)p - (const uint8_t *)seg);

@@ -421,16 +421,30 @@ static mc_segment_t *huge_cache_take(size_t len) {
 
 /* About to map fresh memory: first give back what the caches hold, since it
  * could not serve this request (peak RSS stays what is in use). */
+static _Atomic uint32_t grow_epoch;
+
+uint32_t _mc_grow_epoch(void) {
+    return atomic_load_explicit(&grow_epoch, memory_order_relaxed);
+}
+
 void _mc_caches_purge_now(void) {
+    atomic_fetch_add_explicit(&grow_epoch, 1, memory_order_relaxed);
     if (atomic_load_explicit(&cache_count, memory_order_relaxed) +
-            atomic_load_explicit(&huge_cache_count, memory_order_relaxed) ==
-        0)
-        return;
-    _mc_lock(&cache_lock);
-    for (mc_segment_t *seg = cache; seg != NULL; seg = seg->next) _mc_segment_purge(seg, 0, true);
-    for (mc_segment_t *seg = huge_cache; seg != NULL; seg = seg->next)
-        if (seg->purge_at != 0) huge_purge(seg);
-    _mc_unlock(&cache_lock);
+            atomic_load_explicit(&huge_cache_count, memory_order_relaxed) !=
+        0) {
+        _mc_lock(&cache_lock);
+        for (mc_segment_t *seg = cache; seg != NULL; seg = seg->next)
+            _mc_segment_purge(seg, 0, true);
+        for (mc_segment_t *seg = huge_cache; seg != NULL; seg = seg->next)
+            if (seg->purge_at != 0) huge_purge(seg);
+        _mc_unlock(&cache_lock);
+    }
+    if (atomic_load_explicit(&abandoned_count, memory_order_relaxed) != 0) {
+        _mc_lock(&abandoned_lock);
+        for (mc_segment_t *seg = abandoned; seg != NULL; seg = seg->next)
+            _mc_segment_purge(seg, 0, true);
+        _mc_unlock(&abandoned_lock);
+    }
 }
 
 void *_mc_huge_alloc(size_t size, size_t align, bool *is_zero) {
