@@ -67,7 +67,7 @@ mc_noinline void *_mc_malloc_generic(size_t size, mc_heap_t *heap) {
             mc_block_t *b = pg->free;
             if (b == NULL && heap->maintain_in > 1 &&
                 atomic_load_explicit(&heap->notified, memory_order_relaxed) == NULL &&
-                _mc_page_has_freed(pg)) {
+                mc_page_has_freed(pg)) {
                 heap->maintain_in--;
                 _mc_page_collect(pg);
                 b = pg->free;
@@ -161,6 +161,17 @@ mc_noinline void _mc_free_generic(void *p) {
         }
     }
     errno = saved;
+}
+
+mc_noinline void _mc_free_inner(mc_page_t *inner, mc_block_t *b) {
+    mc_page_t *pg = (mc_page_t *)((uint8_t *)inner - inner->slice_back);
+    if (mc_likely(pg->flags == 0 && b != pg->local_free && _mc_page_block_of(pg, b) == b)) {
+        b->next = pg->local_free;
+        pg->local_free = b;
+        if (mc_unlikely(--pg->used == 0)) _mc_heap_page_emptied(pg);
+        return;
+    }
+    _mc_free_generic(b);
 }
 
 /* ---- Usable size ------------------------------------------------------------------------------

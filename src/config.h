@@ -70,5 +70,6 @@
 #define MC_HUGE_CACHE             8   /* freed huge mappings kept for reuse */
 #define MC_MAINTAIN_EVERY         32  /* slow-path calls between clock checks */
 #define MC_SWEEP_PAGES            128 /* pages looked at per sweep of remote frees */
+#define MC_SWEEP_BINS             16  /* bins looked at per sweep */
 
 #endif

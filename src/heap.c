@@ -354,7 +354,7 @@ mc_page_t *_mc_heap_page_for_bin(mc_heap_t *heap, size_t bin) {
         if (pg->capacity < pg->reserved) {
             /* Before carving (and touching) fresh memory, use the blocks
              * freed into the next page, if any: it becomes the head. */
-            if (pg->next != NULL && _mc_page_has_freed(pg->next)) {
+            if (pg->next != NULL && mc_page_has_freed(pg->next)) {
                 bin_remove(heap, pg);
                 bin_push_back(heap, pg);
                 continue;
@@ -462,7 +462,7 @@ static void heap_purge(mc_heap_t *heap, uint64_t now, bool force) {
  * that any bin could use. */
 static void heap_sweep_remote(mc_heap_t *heap) {
     size_t checked = 0;
-    for (size_t n = 1; n < MC_BIN_COUNT && checked < MC_SWEEP_PAGES; n++) {
+    for (size_t n = 0; n < MC_SWEEP_BINS && checked < MC_SWEEP_PAGES; n++) {
         size_t bin = heap->sweep_bin = heap->sweep_bin % (MC_BIN_COUNT - 1) + 1;
         mc_page_t *head = heap->queues[bin].first;
         if (head == NULL) continue;
@@ -497,6 +497,9 @@ void _mc_heap_maintain(mc_heap_t *heap) {
         heap->trim_epoch = epoch;
         _mc_heap_collect(heap, true);
     }
+    /* The rest at most once per clock tick (a few ms). */
+    if (now == heap->maintained_at) return;
+    heap->maintained_at = now;
     heap_sweep_remote(heap);
     _mc_segments_maintain(now, false);
     heap_visit_abandoned(); /* memory of exited threads goes back to the OS */
@@ -526,7 +529,11 @@ void _mc_heap_collect(mc_heap_t *heap, bool force) {
             }
         }
     }
-    if (force) heap_punch_holes(heap);
+    if (force) {
+        heap_punch_holes(heap);
+        /* and every segment of exited threads, each looked after once */
+        for (size_t n = _mc_segments_abandoned(); n > 0; n--) heap_visit_abandoned();
+    }
     uint64_t now = _mc_os_now_ms();
     heap_purge(heap, now, force);
     if (force) {

@@ -133,6 +133,7 @@ static inline size_t mc_huge_usable(const mc_segment_t *seg, const void *p) {
 /* Visit every mapped segment under the registry lock (stats, heap map). */
 void _mc_segments_visit(void (*visit)(const mc_segment_t *seg, void *arg), void *arg);
 size_t _mc_segments_count(size_t *cached, size_t *abandoned);
+size_t _mc_segments_abandoned(void);
 void _mc_segments_fork_prepare(void);
 void _mc_segments_fork_parent(void);
 void _mc_segments_fork_child(void);
@@ -166,7 +167,11 @@ void _mc_page_extend(mc_page_t *pg);
 void _mc_page_collect(mc_page_t *pg);
 /* Does the page have blocks to hand out without carving (a free list kept
  * from its time as head, or blocks freed since)? */
-bool _mc_page_has_freed(const mc_page_t *pg);
+static inline bool mc_page_has_freed(const mc_page_t *pg) {
+    return pg->free != NULL || pg->local_free != NULL ||
+           (atomic_load_explicit(&pg->thread_free, memory_order_relaxed) &
+            ~(uintptr_t)MC_TF_STATE) != 0;
+}
 size_t _mc_page_collect_thread_free(mc_page_t *pg);
 void _mc_page_free_remote(mc_page_t *pg, mc_block_t *block);
 bool _mc_page_arm_notify(mc_page_t *pg);
@@ -208,6 +213,8 @@ bool _mc_heap_is_valid(mc_heap_t *heap);
 /* ---- alloc.c: malloc and free, fast paths here, slow paths there ------------------ */
 void *_mc_malloc_generic(size_t size, mc_heap_t *heap);
 void _mc_free_generic(void *p);
+/* free of a block of this thread in a later slice of a multi-slice page. */
+void _mc_free_inner(mc_page_t *inner, mc_block_t *b);
 void *_mc_malloc_aligned(size_t size, size_t align);
 void *_mc_realloc(void *p, size_t size);
 void *_mc_calloc(size_t size);
@@ -254,6 +261,7 @@ static inline void mc_free_inline(void *p) {
             if (mc_unlikely(--pg->used == 0)) _mc_heap_page_emptied(pg);
             return;
         }
+        if (pg->flags == MC_PAGE_INNER) return _mc_free_inner(pg, b);
     }
     _mc_free_generic(p);
 }

@@ -184,12 +184,6 @@ static void page_recount(mc_page_t *pg) {
     pg->uncounted = 0;
 }
 
-bool _mc_page_has_freed(const mc_page_t *pg) {
-    return pg->free != NULL || pg->local_free != NULL ||
-           (atomic_load_explicit(&pg->thread_free, memory_order_relaxed) &
-            ~(uintptr_t)MC_TF_STATE) != 0;
-}
-
 void _mc_page_normalize(mc_page_t *pg) {
     page_recount(pg);
     if (pg->free == NULL) return;

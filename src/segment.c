@@ -75,6 +75,10 @@ void _mc_segments_visit(void (*visit)(const mc_segment_t *seg, void *arg), void 
     _mc_unlock(&registry_lock);
 }
 
+size_t _mc_segments_abandoned(void) {
+    return atomic_load_explicit(&abandoned_count, memory_order_relaxed);
+}
+
 size_t _mc_segments_count(size_t *cached, size_t *abandoned_out) {
     *cached = atomic_load_explicit(&cache_count, memory_order_relaxed);
     *abandoned_out = atomic_load_explicit(&abandoned_count, memory_order_relaxed);

@@ -202,6 +202,7 @@ typedef struct mc_heap_s {
     size_t segment_count;
     size_t empty_segments;                 /* owned segments with every slice free */
     uint64_t purge_at;                     /* earliest purge_at of the owned segments, 0: none */
+    uint64_t maintained_at;                /* when the last full maintenance ran (ms) */
     int32_t maintain_in;                   /* slow-path calls until the next maintenance */
     uint32_t sweep_bin;                    /* where the next sweep of remote frees starts */
     uint32_t trim_epoch;                   /* the global trim request last served */
