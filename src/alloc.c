@@ -174,8 +174,7 @@ mc_noinline void _mc_free_inner(mc_page_t *inner, mc_block_t *b) {
     _mc_free_generic(b);
 }
 
-/* ---- Usable size ------------------------------------------------------------------------------
- */
+/* ---- Usable size ----------------------------------------------------------------- */
 size_t _mc_usable_size(const void *p, const char *func) {
     if (p == NULL) return 0;
     mc_where_t w;

@@ -42,17 +42,6 @@ static void queue_link_back(mc_page_queue_t *q, mc_page_t *pg) {
     q->count++;
 }
 
-static void queue_link_front(mc_page_queue_t *q, mc_page_t *pg) {
-    pg->prev = NULL;
-    pg->next = q->first;
-    if (q->first)
-        q->first->prev = pg;
-    else
-        q->last = pg;
-    q->first = pg;
-    q->count++;
-}
-
 static void queue_unlink(mc_page_queue_t *q, mc_page_t *pg) {
     if (pg->prev)
         pg->prev->next = pg->next;
@@ -86,21 +75,6 @@ static void page_pin(mc_page_t *pg) {
 static void page_unpin(mc_page_t *pg) {
     pg->pinned = 0;
     pg->used--;
-}
-
-static void bin_push_front(mc_heap_t *heap, mc_page_t *pg) {
-    mc_page_queue_t *q = &heap->queues[pg->bin];
-    mc_page_t *old = q->first;
-    queue_link_front(q, pg);
-    page_pin(pg);
-    direct_update(heap, pg->bin);
-    if (old != NULL) {
-        page_unpin(old);
-        if (old->used == 0) {
-            queue_unlink(q, old);
-            heap_page_free(heap, old);
-        }
-    }
 }
 
 static void bin_push_back(mc_heap_t *heap, mc_page_t *pg) {
@@ -374,7 +348,7 @@ mc_page_t *_mc_heap_page_for_bin(mc_heap_t *heap, size_t bin) {
     if (pg == NULL) return NULL;
     _mc_page_init(pg, slices, _mc_bin_size(bin), bin, zero, heap);
     _mc_page_extend(pg);
-    bin_push_front(heap, pg);
+    bin_push_back(heap, pg); /* the queue is empty: it becomes the head */
     return pg;
 }
 
@@ -410,8 +384,7 @@ bool _mc_heap_resize_large(mc_heap_t *heap, mc_page_t *pg, size_t size) {
     return true;
 }
 
-/* ---- Free slow paths --------------------------------------------------------------------------
- */
+/* ---- Free slow paths ------------------------------------------------------------- */
 void _mc_heap_free_local(mc_heap_t *heap, mc_page_t *pg, mc_block_t *block) {
     if ((pg->flags & MC_PAGE_IN_FULL) && _mc_page_disarm_notify(pg)) heap_drain_notified(heap);
     block->next = pg->local_free;
@@ -552,8 +525,7 @@ void _mc_heap_request_trim(void) {
     atomic_fetch_add_explicit(&trim_epoch, 1, memory_order_relaxed);
 }
 
-/* ---- Heaps of threads -------------------------------------------------------------------------
- */
+/* ---- Heaps of threads ------------------------------------------------------------ */
 static mc_heap_t *heap_new(void) {
     _mc_lock(&heaps_lock);
     mc_heap_t *heap = heaps_pool;

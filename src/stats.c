@@ -185,8 +185,7 @@ mc_export void mc_stats_get(mc_stats_t *st) {
     st->resident += st->committed;
 }
 
-/* ---- Reports -----------------------------------------------------------------------------------
- */
+/* ---- Reports --------------------------------------------------------------------- */
 static void out_flush(int fd, mc_out_t *o) {
     _mc_os_write(fd, o->buf, o->len);
     o->len = 0;
