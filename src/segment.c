@@ -488,6 +488,9 @@ void _mc_huge_free(mc_segment_t *seg) {
         mc_option(MC_OPTION_SEGMENT_CACHE) > 0) {
         _mc_lock(&cache_lock);
         if (atomic_load_explicit(&huge_cache_count, memory_order_relaxed) < MC_HUGE_CACHE) {
+            /* Once in the cache and unlocked, another thread may unmap it:
+             * nothing of it may be read after the unlock. */
+            _mc_stats_committed(-(long)seg->size);
             uint64_t now = _mc_os_now_ms();
             seg->state = MC_SEGMENT_CACHED;
             seg->cached_at = now;
@@ -499,7 +502,6 @@ void _mc_huge_free(mc_segment_t *seg) {
             huge_cache = seg;
             atomic_fetch_add_explicit(&huge_cache_count, 1, memory_order_relaxed);
             _mc_unlock(&cache_lock);
-            _mc_stats_committed(-(long)seg->size);
             return;
         }
         _mc_unlock(&cache_lock);
