@@ -556,7 +556,7 @@ static mc_heap_t *heap_new(void) {
         heap->all_next = heaps_all;
         if (heaps_all) heaps_all->all_prev = heap;
         heaps_all = heap;
-        heaps_live++;
+        __atomic_fetch_add(&heaps_live, 1, __ATOMIC_RELAXED); /* read without the lock */
     }
     _mc_unlock(&heaps_lock);
     return heap;
@@ -604,7 +604,7 @@ static void heap_abandon(mc_heap_t *heap) {
     else
         heaps_all = heap->all_next;
     if (heap->all_next) heap->all_next->all_prev = heap->all_prev;
-    heaps_live--;
+    __atomic_fetch_sub(&heaps_live, 1, __ATOMIC_RELAXED);
     heap->pool_next = heaps_pool;
     heaps_pool = heap;
     _mc_unlock(&heaps_lock);

@@ -119,7 +119,8 @@ void _mc_page_extend(mc_page_t *pg) {
     for (size_t i = 1; i < n; i++, b += bs) ((mc_block_t *)b)->next = (mc_block_t *)(b + bs);
     ((mc_block_t *)b)->next = NULL;
     pg->free = (mc_block_t *)first;
-    pg->capacity += (uint32_t)n;
+    /* Other threads read capacity when they free (_mc_page_block_of). */
+    __atomic_store_n(&pg->capacity, pg->capacity + (uint32_t)n, __ATOMIC_RELAXED);
     pg->used += (uint32_t)n;
 }
 
@@ -347,7 +348,10 @@ mc_block_t *_mc_page_block_of(const mc_page_t *pg, const void *p) {
     const uint8_t *q = p;
     if (q < pg->start) return NULL;
     size_t off = (size_t)(q - pg->start);
-    if (off >= (size_t)pg->capacity * pg->block_size) return NULL;
+    /* Read by freeing threads while the owner may carve more: a block
+     * handed out is below any value they can see. */
+    if (off >= (size_t)__atomic_load_n(&pg->capacity, __ATOMIC_RELAXED) * pg->block_size)
+        return NULL;
     return (mc_block_t *)(pg->start + off - off % pg->block_size);
 }
 

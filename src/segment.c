@@ -52,7 +52,7 @@ static void registry_add(mc_segment_t *seg) {
     seg->all_next = registry;
     if (registry) registry->all_prev = seg;
     registry = seg;
-    registry_count++;
+    __atomic_fetch_add(&registry_count, 1, __ATOMIC_RELAXED); /* read without the lock */
     _mc_segmap_set(seg, MC_TAG_NONE);
     _mc_unlock(&registry_lock);
 }
@@ -65,7 +65,7 @@ static void registry_remove(mc_segment_t *seg) {
     else
         registry = seg->all_next;
     if (seg->all_next) seg->all_next->all_prev = seg->all_prev;
-    registry_count--;
+    __atomic_fetch_sub(&registry_count, 1, __ATOMIC_RELAXED);
     _mc_unlock(&registry_lock);
 }
 

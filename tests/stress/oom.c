@@ -7,7 +7,10 @@
  * returned, out pointer untouched), never a crash or an abort.  At the limit
  * a few more requests of every kind must either work or fail the same way, a
  * failed realloc must leave its block intact, and once everything is freed
- * allocating must work again.  One case has two threads run out at once.
+ * allocating must work again.  One case has two threads run out at once;
+ * another four threads of different block sizes, which free each other's
+ * blocks at the limit, run out again, and exit with live blocks, while one
+ * more thread starts at the limit.
  *
  * A child reports with write(2) only: at the limit, stdio may not get the
  * memory it wants.
@@ -148,12 +151,12 @@ static void chain_push(struct chain *c, void *p, size_t size) {
     c->count++;
 }
 
-/* Frees the chain, checking each block's last byte. */
-static void chain_free(struct chain *c, size_t size, int *errors) {
-    size_t index = c->count;
-    while (c->head) {
+/* Frees the first n blocks of the chain (the newest), checking each
+ * block's last byte. */
+static void chain_free_some(struct chain *c, size_t size, size_t n, int *errors) {
+    while (c->head && n-- > 0) {
         unsigned char *p = c->head;
-        index--;
+        size_t index = --c->count;
         if (p[size - 1] != tag_of(index)) {
             if (*errors < 100) say("# block %zu at %p of %zu bytes overwritten", index, p, size);
             ++*errors;
@@ -161,6 +164,11 @@ static void chain_free(struct chain *c, size_t size, int *errors) {
         memcpy(&c->head, p, sizeof c->head);
         free(p);
     }
+}
+
+/* Frees the chain, checking each block's last byte. */
+static void chain_free(struct chain *c, size_t size, int *errors) {
+    chain_free_some(c, size, c->count, errors);
     c->count = 0;
 }
 
@@ -396,6 +404,105 @@ static int two_threads(void) {
     return errors;
 }
 
+/* ---- Four threads, mixed sizes, frees across threads ------------------------
+ * Four threads (64 B, 4 KiB, 300 KiB and 3 MiB blocks) run out together.
+ * At the limit, each frees half of its neighbour's blocks (frees from
+ * another thread) and tries again; the main thread starts one more thread
+ * (which may be refused: its stack needs address space too) that runs out
+ * as well; every thread exits with its remaining blocks live, and the main
+ * thread frees them.  Afterwards, half as many blocks of each kind again
+ * must be no problem. */
+struct mixer {
+    struct fill f;
+    struct chain c;
+    pthread_barrier_t *full, *freed;
+    struct mixer *neighbour;
+    size_t first_count, second_count;
+    int errors;
+};
+
+static void *mixer_main(void *arg) {
+    struct mixer *m = arg;
+    fill_until_refused(&m->f, &m->c, &m->errors);
+    m->first_count = m->c.count;
+    probe_at_limit(&m->errors);
+    pthread_barrier_wait(m->full);
+    /* The neighbour no longer touches its chain until the next barrier. */
+    struct chain *theirs = &m->neighbour->c;
+    chain_free_some(theirs, m->neighbour->f.size, theirs->count / 2, &m->errors);
+    pthread_barrier_wait(m->freed);
+    size_t before = m->c.count;
+    fill_until_refused(&m->f, &m->c, &m->errors);
+    m->second_count = m->c.count - before;
+    probe_at_limit(&m->errors);
+    return NULL; /* exits with its blocks live */
+}
+
+static void *late_main(void *arg) {
+    struct racer *r = arg;
+    fill_until_refused(&r->f, &r->c, &r->errors);
+    probe_at_limit(&r->errors);
+    return NULL;
+}
+
+static int mixed_threads(void) {
+    enum { N = 4 };
+    int errors = 0;
+    pthread_barrier_t full, freed;
+    pthread_barrier_init(&full, NULL, N);
+    pthread_barrier_init(&freed, NULL, N);
+    static struct mixer m[N];
+    static const size_t sizes[N] = {64, 4 * KiB, 300 * KiB, 3 * MiB};
+    for (int i = 0; i < N; i++) {
+        m[i] = (struct mixer){{MALLOC, sizes[i], 0}, {NULL, 0}, &full, &freed,
+                              &m[(i + 1) % N],       0,         0,     0};
+    }
+    if (limit_address_space() != 0) return 1;
+    pthread_t t[N];
+    int started = 0;
+    for (; started < N; started++)
+        if (pthread_create(&t[started], NULL, mixer_main, &m[started]) != 0) break;
+    if (started < N) {
+        /* Thread stacks did not fit: the barriers would wait for ever. */
+        say("# only %d of %d threads could start under the limit", started, N);
+        _exit(1);
+    }
+    for (int i = 0; i < N; i++) pthread_join(t[i], NULL);
+    /* One more thread, started at the limit. */
+    struct racer late = {{CALLOC, 2000, 0}, {NULL, 0}, NULL, 0};
+    pthread_t lt;
+    int late_started = pthread_create(&lt, NULL, late_main, &late) == 0;
+    if (late_started) pthread_join(lt, NULL);
+    say("# mixed threads: refused after %zu + %zu blocks of 64 B, %zu + %zu of 4 KiB, %zu + %zu "
+        "of 300 KiB, %zu + %zu of 3 MiB; late thread %s (%zu blocks)",
+        m[0].first_count, m[0].second_count, m[1].first_count, m[1].second_count, m[2].first_count,
+        m[2].second_count, m[3].first_count, m[3].second_count,
+        late_started ? "ran" : "could not start", late.c.count);
+    /* The main thread frees everything the exited threads left. */
+    for (int i = 0; i < N; i++) {
+        chain_free(&m[i].c, m[i].f.size, &errors);
+        errors += m[i].errors;
+    }
+    chain_free(&late.c, late.f.size, &errors);
+    errors += late.errors;
+    for (int i = 0; i < N; i++) {
+        struct chain c = {NULL, 0};
+        for (size_t k = 0; k < m[i].first_count / 2; k++) {
+            void *p = allocate(&m[i].f, m[i].f.size, &errors);
+            if (!p) {
+                say("# after freeing everything, malloc(%zu) refused at block %zu of %zu",
+                    m[i].f.size, k, m[i].first_count / 2);
+                errors++;
+                break;
+            }
+            chain_push(&c, p, m[i].f.size);
+        }
+        chain_free(&c, m[i].f.size, &errors);
+    }
+    say("# mixed threads: %d problems", errors);
+    return errors;
+}
+
 /* ---- Running a case in a child -------------------------------------------- */
 
 static int run_case(int (*fn)(const void *), const void *arg) {
@@ -425,6 +532,10 @@ static int threads_case(const void *arg) {
     (void)arg;
     return two_threads();
 }
+static int mixed_case(const void *arg) {
+    (void)arg;
+    return mixed_threads();
+}
 
 #define EXHAUST_TEST(name, kind, size, alignment)                                                  \
     TEST(name) {                                                                                   \
@@ -449,6 +560,9 @@ TEST(oom_realloc) {
 TEST(oom_two_threads) {
     CHECK(run_case(threads_case, NULL) == 0);
 }
+TEST(oom_mixed_threads) {
+    CHECK(run_case(mixed_case, NULL) == 0);
+}
 
 int main(int argc, char **argv) {
     long values[] = {(long)(headroom / MiB)};
@@ -472,5 +586,6 @@ int main(int argc, char **argv) {
     RUN(oom_aligned_alloc_huge);
     RUN(oom_realloc);
     RUN(oom_two_threads);
+    RUN(oom_mixed_threads);
     return check_exit_status();
 }

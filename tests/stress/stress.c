@@ -8,6 +8,11 @@
  * reallocated) by this one.  Every block carries a pattern made of its
  * address and size and is checked before it is freed or moved.
  *
+ * Under libmclone, each worker also runs the allocator's own check of its
+ * heap (mc_heap_check, found with dlsym) every 5000 operations and at the end
+ * of its life; with the check flavour (MCLONE_DEBUG=3) every call validates
+ * the heap as well.
+ *
  * A worker lives for a number of operations, then leaves half of its blocks
  * in a shared "orphans" table and exits; the main thread starts a new one in
  * its place.  Orphans of dead threads are freed or reallocated by later
@@ -35,7 +40,10 @@ static long nthreads = 4, ops_per_life = 30000, lives = 6, seed = 1;
 static _Atomic(void *) exchange[EXCHANGE];
 static _Atomic(void *) orphans[ORPHANS];
 static atomic_long errors;
-static atomic_long cross_frees, orphan_frees, adopted;
+static atomic_long cross_frees, orphan_frees, adopted, heap_checks;
+
+/* libmclone's mc_heap_check when it is the allocator (NULL otherwise). */
+static int (*heap_check_fn)(void);
 
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
@@ -159,6 +167,12 @@ struct worker {
     uint64_t seed;
 };
 
+static void heap_check(const char *when) {
+    if (!heap_check_fn) return;
+    atomic_fetch_add(&heap_checks, 1);
+    if (heap_check_fn() != 0) FAIL("mc_heap_check failed %s", when);
+}
+
 static void *worker_main(void *arg) {
     struct worker *w = arg;
     struct rng r = {w->seed};
@@ -184,6 +198,7 @@ static void *worker_main(void *arg) {
         atomic_fetch_add(&orphan_frees, 1);
     }
     for (long op = 0; op < ops_per_life; op++) {
+        if (op % 5000 == 4999) heap_check("during a worker's life");
         struct slot *s = &slots[rng_next(&r) % SLOTS];
         if (!s->p) {
             s->size = random_size(&r);
@@ -217,6 +232,7 @@ static void *worker_main(void *arg) {
             }
         }
     }
+    heap_check("at the end of a worker's life");
     /* Die leaving about half of the blocks to others. */
     for (int i = 0; i < SLOTS; i++) {
         struct slot *s = &slots[i];
@@ -260,10 +276,11 @@ TEST(stress) {
         unsigned char *p = atomic_exchange(&orphans[i], NULL);
         if (p) check_and_free_foreign(p, "orphan at the end"), left++;
     }
+    heap_check("in the main thread at the end");
     printf("# %ld threads x %ld lives x %ld operations: %.2f s, %ld cross-thread frees, %ld "
-           "orphans freed, %ld blocks adopted, %ld left at the end\n",
+           "orphans freed, %ld blocks adopted, %ld left at the end, %ld heap checks\n",
            nthreads, lives, ops_per_life, now_seconds() - start, atomic_load(&cross_frees),
-           atomic_load(&orphan_frees), atomic_load(&adopted), left);
+           atomic_load(&orphan_frees), atomic_load(&adopted), left, atomic_load(&heap_checks));
     CHECKF(atomic_load(&errors) == 0, "%ld errors", atomic_load(&errors));
 }
 
@@ -280,6 +297,7 @@ int main(int argc, char **argv) {
         printf("not ok %sallocator_under_test\n", check_prefix);
         return 1;
     }
+    heap_check_fn = (int (*)(void))dlsym(RTLD_DEFAULT, "mc_heap_check");
     RUN(stress);
     return check_exit_status();
 }

@@ -7,8 +7,16 @@
 #   churn   10000 short threads leaving blocks to each other; the resident
 #           size and the bytes in use must stay bounded (fewer threads under
 #           the check flavour; plain glibc as the test's own check)
+#   mt-mc   threads through the mc_ names only (tests/reliability/mt-mc.c):
+#           trading blocks, a producer and consumers, exits with live
+#           blocks, mc_trim after a thread's blocks are freed, huge blocks
+#           freed while another thread trims, and every heap's
+#           mc_heap_check, under each flavour (its ThreadSanitizer run is in
+#           50-sanitizers)
 #
-# Test names carry the flavour: "debug/stress".
+# Under the check flavour (MCLONE_DEBUG=3) every call validates the calling
+# thread's whole heap; stress also calls mc_heap_check in every thread under
+# every flavour.  Test names carry the flavour: "debug/stress".
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 root=$(pwd)
@@ -66,6 +74,7 @@ if build build/tests/stress; then
     # More threads than cores, each with a short life: more handovers of
     # heaps between dying and new threads.
     under release/short-lives 60 stress -t 12 -n 4000 -l 10 -s 7
+    under check/short-lives 60 stress -t 12 -n 1000 -l 10 -s 7
 fi
 
 if build build/tests/churn; then
@@ -73,4 +82,17 @@ if build build/tests/churn; then
     under release 60 churn
     under debug 60 churn
     under check 60 churn -T 3000
+fi
+
+# The mc_ names: linked to libmclone.so, the flavour chosen by
+# LD_LIBRARY_PATH.
+if build build/tests/mt-mc; then
+    for f in release debug check; do
+        dir=${libdir[$f]}
+        build "$dir/libmclone.so" || continue
+        args=()
+        [ $f = check ] && args=(-n 3000 -l 2)
+        run "mc/$f/" 120 env LD_LIBRARY_PATH="$dir" TEST_EXPECT_LIB="$dir/libmclone.so" \
+            "$bin/mt-mc" "${args[@]}"
+    done
 fi

@@ -2,10 +2,14 @@
 # Suite: fork while threads allocate, and running out of memory
 # (tests/stress/fork.c and oom.c).
 #
-#   fork  200 forks while three threads allocate and free; every child must
-#         allocate, free and exit (a deadlock is a failure after a deadline)
+#   fork  forks while three threads allocate and free; every child must
+#         allocate, free and exit (a deadlock is a failure after a deadline):
+#         1000 forks under the release build, 200 under debug, 50 under
+#         check and plain glibc
 #   oom   an address-space limit in a child process; every refusal must be
-#         NULL with ENOMEM, and allocation must work again afterwards
+#         NULL with ENOMEM, and allocation must work again afterwards; with
+#         one thread, two, and four that free each other's blocks at the
+#         limit and exit with live ones
 #
 # Both run under plain glibc (the tests' own check), release and debug; fork
 # also under the check flavour with fewer forks.  Test names carry the
@@ -61,7 +65,7 @@ under() {
 
 if build build/tests/fork; then
     run "glibc/" 60 "$bin/fork" -f 50
-    under release 60 fork
+    under release 240 fork -f 1000
     under debug 60 fork
     under check 60 fork -f 50
 fi
