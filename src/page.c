@@ -219,6 +219,9 @@ size_t _mc_page_punch_holes(mc_page_t *pg) {
     /* Nothing freed since the last look (frees push on local_free). */
     if (pg->local_free == NULL || pg->local_free == pg->punched) return 0;
     pg->punched = pg->local_free;
+    /* Only in a sparse page (at most a quarter live) is it worth the
+     * system calls: elsewhere few OS pages are wholly free. */
+    if ((size_t)(pg->used - pg->pinned) * 4 > pg->capacity) return 0;
     /* Bytes of free blocks in each OS page. */
     uint32_t cover[64] = {0};
     for (mc_block_t *b = pg->local_free; b != NULL; b = b->next) {

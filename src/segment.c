@@ -292,7 +292,7 @@ void _mc_segments_maintain(uint64_t now, bool force) {
             mc_segment_t *seg = cache;
             while (seg != NULL) {
                 mc_segment_t *next = seg->next;
-                _mc_segment_purge(seg, now, force);
+                if (force) _mc_segment_purge(seg, now, true);
                 if (force || now - seg->cached_at >= MC_CACHE_EXPIRE_MS) {
                     list_remove(&cache, seg);
                     atomic_fetch_sub_explicit(&cache_count, 1, memory_order_relaxed);
@@ -320,8 +320,6 @@ void _mc_segments_maintain(uint64_t now, bool force) {
                     atomic_fetch_sub_explicit(&huge_cache_count, 1, memory_order_relaxed);
                     seg->next = expired;
                     expired = seg;
-                } else if (seg->purge_at != 0 && now >= seg->purge_at) {
-                    huge_purge(seg);
                 }
             }
             _mc_unlock(&cache_lock);
@@ -351,8 +349,9 @@ void _mc_segments_maintain(uint64_t now, bool force) {
  *
  * A freed huge mapping waits in a small cache for the next huge request:
  * reusing it saves the mmap and, above all, the page faults of fresh memory.
- * It is purged after the purge delay (the pages go back to the OS, the
- * addresses stay) and unmapped after MC_CACHE_EXPIRE_MS. */
+ * Like the empty segments of the segment cache, it is purged when the
+ * process is about to map fresh memory (it could not serve that request, so
+ * it must not add to the peak) and unmapped after MC_CACHE_EXPIRE_MS. */
 static size_t huge_len(size_t offset, size_t size) {
     return mc_align_up(offset + size, _mc_os_page_size());
 }
@@ -458,7 +457,11 @@ void *_mc_huge_alloc(size_t size, size_t align, bool *is_zero) {
     size_t len = huge_len(offset, size);
     mc_segment_t *seg = offset == MC_HUGE_OFFSET ? huge_cache_take(len) : NULL;
     if (seg != NULL) {
-        mc_segment_t *sized = huge_resize(seg, len);
+        /* A cached mapping up to half as large again is kept whole: the
+         * block may grow into it (realloc), without page faults. */
+        size_t keep = len + len / 2;
+        mc_segment_t *sized =
+            huge_resize(seg, seg->size > len && seg->size <= keep ? seg->size : len);
         if (sized != NULL) {
             *is_zero = sized->nonzero_map == 0;
             sized->nonzero_map = 1;
