@@ -316,6 +316,8 @@ static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
 mc_page_t *_mc_heap_page_for_bin(mc_heap_t *heap, size_t bin) {
     mc_page_queue_t *q = &heap->queues[bin];
     mc_page_t *pg;
+    bool adopted = false;
+again:
     while ((pg = q->first) != NULL) {
         if (MC_DEBUG >= 2) mc_assert(_mc_page_is_valid(pg));
         if (pg->free != NULL) return pg;
@@ -341,6 +343,14 @@ mc_page_t *_mc_heap_page_for_bin(mc_heap_t *heap, size_t bin) {
         if (!_mc_page_arm_notify(pg)) continue;
         bin_remove(heap, pg);
         full_push(heap, pg);
+    }
+    /* No page of this size with room: before starting one, adopt the oldest
+     * segment of an exited thread, whose pages of this size (if any) have
+     * room and are resident already.  A thread that replaces one that
+     * exited thus takes up its memory where it was left. */
+    if (!adopted && heap_reclaim(heap)) {
+        adopted = true;
+        goto again;
     }
     size_t slices = _mc_bin_slices(bin);
     bool zero;
