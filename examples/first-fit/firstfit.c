@@ -425,6 +425,33 @@ static int resize_in_place(void *p, size_t size) {
     return done;
 }
 
+/* ---- Trimming ------------------------------------------------------------------
+ * malloc_trim gives the OS the memory of free blocks without unmapping
+ * anything: the whole pages inside each free block are dropped with
+ * madvise(MADV_DONTNEED) and read as zeros when next touched, which suits
+ * free space.  The block's tags and list pointers, in its first and last
+ * bytes, stay in pages that are kept.  The spare arena, if empty, is unmapped.
+ * Returns 1 if some memory was given back, as glibc's does. */
+
+static int trim(void) {
+    size_t page = page_size();
+    int released = 0;
+    pthread_mutex_lock(&heap_lock);
+    if (spare_arena != NULL && arena_is_empty(spare_arena)) {
+        list_remove((free_block_t *)((char *)spare_arena + ARENA_FIRST_BLOCK));
+        munmap(spare_arena, spare_arena->size);
+        spare_arena = NULL;
+        released = 1;
+    }
+    for (free_block_t *b = free_list; b != NULL; b = b->next) {
+        uintptr_t from = round_up((uintptr_t)b + sizeof(free_block_t), page);
+        uintptr_t to = ((uintptr_t)b + tag_size(b->header) - sizeof(size_t)) & ~(page - 1);
+        if (to > from && madvise((void *)from, to - from, MADV_DONTNEED) == 0) released = 1;
+    }
+    pthread_mutex_unlock(&heap_lock);
+    return released;
+}
+
 /* ---- fork ----------------------------------------------------------------------
  * Another thread may hold the lock at the moment of fork(); the child would
  * inherit it locked with no thread left to unlock it.  So fork takes the lock
@@ -544,6 +571,16 @@ EXPORT void *pvalloc(size_t size) {
     size_t page = page_size();
     if (size > PTRDIFF_MAX - page) return fail_enomem();
     return aligned(page, size == 0 ? page : round_up(size, page));
+}
+
+/* Without it, a program's malloc_trim would reach glibc's, which would set
+ * up glibc's own heap behind this allocator's back. */
+EXPORT int malloc_trim(size_t pad) {
+    (void)pad;
+    int saved = errno;
+    int released = trim();
+    errno = saved;
+    return released;
 }
 
 EXPORT size_t malloc_usable_size(void *p) {

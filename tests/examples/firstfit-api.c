@@ -42,7 +42,7 @@ TEST(functions_come_from_expected_library) {
     }
     static const char *const names[] = {
         "malloc",   "free",   "calloc",  "realloc",       "reallocarray",       "posix_memalign",
-        "memalign", "valloc", "pvalloc", "aligned_alloc", "malloc_usable_size",
+        "memalign", "valloc", "pvalloc", "aligned_alloc", "malloc_usable_size", "malloc_trim",
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         void *sym = dlsym(RTLD_DEFAULT, names[i]);
@@ -296,6 +296,52 @@ TEST(threads) {
     for (int k = 0; k < HANDOFF; k++) free(handoff[k]);
 }
 
+/* malloc_trim from two threads at once, between frees and reallocations:
+ * it gives back free pages (glibc's would set up a heap of its own behind
+ * the allocator, and two at once could crash it), and the live blocks and
+ * the free list survive. */
+enum { TRIM_BLOCKS = 4000 };
+static unsigned char *trim_block[2][TRIM_BLOCKS];
+static int trim_released[2]; /* calls that said they gave memory back */
+
+static void *trim_thread(void *arg) {
+    int id = (int)(intptr_t)arg;
+    intptr_t bad = 0;
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < TRIM_BLOCKS; i++) {
+            size_t n = 16 + (size_t)((i * 37 + round) % 9000);
+            trim_block[id][i] = malloc(n);
+            if (trim_block[id][i] == NULL) return (void *)1;
+            memset(trim_block[id][i], id + i, n < 64 ? n : 64);
+        }
+        for (int i = 0; i < TRIM_BLOCKS; i++)
+            if (i % 8 != 0) {
+                free(trim_block[id][i]);
+                trim_block[id][i] = NULL;
+            }
+        if (malloc_trim(0) == 1) trim_released[id]++;
+        for (int i = 0; i < TRIM_BLOCKS; i += 8) {
+            bad |= trim_block[id][i][0] != (unsigned char)(id + i);
+            free(trim_block[id][i]);
+        }
+    }
+    return (void *)bad;
+}
+
+TEST(malloc_trim_in_threads) {
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&t[i], NULL, trim_thread, (void *)(intptr_t)i) == 0);
+    for (int i = 0; i < 2; i++) {
+        void *result = NULL;
+        pthread_join(t[i], &result);
+        CHECK(result == NULL);
+    }
+    /* Seven blocks in eight were free at each trim: there were whole free pages. */
+    CHECKF(trim_released[0] > 0 && trim_released[1] > 0, "malloc_trim released %d and %d times",
+           trim_released[0], trim_released[1]);
+}
+
 /* fork while another thread allocates: the child must be able to allocate
  * (the allocator's lock must not be inherited locked). */
 static volatile int keep_allocating = 1;
@@ -336,6 +382,7 @@ int main(void) {
     RUN(free_preserves_errno);
     RUN(churn_keeps_contents);
     RUN(threads);
+    RUN(malloc_trim_in_threads);
     RUN(fork_while_allocating);
     return check_exit_status();
 }
