@@ -572,7 +572,6 @@ static mc_heap_t *heap_new(void) {
     return heap;
 }
 
-/* Thread exit: free what can be freed, give the rest away. */
 /* Thread exit, kept cheap (threads may be short-lived): heads give up their
  * pin and full pages their notification; whatever needs counting or
  * collecting is done by whoever adopts or visits the segments later, and
@@ -598,7 +597,6 @@ static void heap_abandon(mc_heap_t *heap) {
         pg->notify_next = NULL;
         pg = next;
     }
-    heap_purge(heap, 0, true);
     /* The pages stay in their segments, for whoever adopts them. */
     for (mc_segment_t *seg = heap->segments, *next; seg != NULL; seg = next) {
         next = seg->next;

@@ -129,6 +129,7 @@ bool _mc_segment_take_span(mc_segment_t *seg, size_t idx, size_t n) {
     mc_assert(idx >= 1 && idx + n <= MC_SLICES && (seg->free_map & mask) == mask);
     seg->free_map &= ~mask;
     seg->dirty_map &= ~mask;
+    seg->aged_map &= ~mask;
     if (seg->dirty_map == 0) seg->purge_at = 0;
     bool zero = (seg->nonzero_map & mask) == 0;
     seg->nonzero_map |= mask;
@@ -152,11 +153,10 @@ uint64_t _mc_segment_free_span(mc_segment_t *seg, size_t idx, size_t n) {
     return seg->purge_at;
 }
 
-size_t _mc_segment_purge(mc_segment_t *seg, uint64_t now, bool force) {
-    if (seg->dirty_map == 0) return 0;
-    if (!force && now < seg->purge_at) return 0;
+/* Purge the slices of mask (all dirty and free), run by run. */
+static size_t segment_purge_slices(mc_segment_t *seg, uint64_t mask) {
     bool madv_free = mc_option(MC_OPTION_PURGE_MADV_FREE) != 0;
-    uint64_t m = seg->dirty_map;
+    uint64_t m = mask;
     size_t bytes = 0;
     while (m != 0) {
         size_t i = (size_t)__builtin_ctzll(m);
@@ -168,8 +168,29 @@ size_t _mc_segment_purge(mc_segment_t *seg, uint64_t now, bool force) {
         }
         m &= ~run;
     }
-    seg->dirty_map = 0;
-    seg->purge_at = 0;
+    seg->dirty_map &= ~mask;
+    seg->aged_map &= ~mask;
+    return bytes;
+}
+
+/* Slices age in two steps, so that each stays free for at least the purge
+ * delay before it goes: when purge_at comes, the slices that were dirty
+ * at the previous deadline (aged_map) are purged, and those freed since
+ * age for another delay.  A slice freed just before a deadline, or before
+ * its thread was descheduled for a while, is not purged at once only to
+ * come back as page faults when the thread allocates again. */
+size_t _mc_segment_purge(mc_segment_t *seg, uint64_t now, bool force) {
+    if (seg->dirty_map == 0) return 0;
+    size_t bytes;
+    if (force) {
+        bytes = segment_purge_slices(seg, seg->dirty_map);
+    } else {
+        if (now < seg->purge_at) return 0;
+        bytes = segment_purge_slices(seg, seg->aged_map);
+        seg->aged_map = seg->dirty_map;
+    }
+    long delay = mc_option(MC_OPTION_PURGE_DELAY_MS);
+    seg->purge_at = seg->dirty_map == 0 ? 0 : delay < 0 ? UINT64_MAX : now + (uint64_t)delay;
     return bytes;
 }
 
@@ -292,7 +313,7 @@ void _mc_segments_maintain(uint64_t now, bool force) {
             mc_segment_t *seg = cache;
             while (seg != NULL) {
                 mc_segment_t *next = seg->next;
-                if (force) _mc_segment_purge(seg, now, true);
+                _mc_segment_purge(seg, now, force);
                 if (force || now - seg->cached_at >= MC_CACHE_EXPIRE_MS) {
                     list_remove(&cache, seg);
                     atomic_fetch_sub_explicit(&cache_count, 1, memory_order_relaxed);

@@ -133,7 +133,7 @@ _Static_assert(sizeof(mc_page_t) == 128, "page descriptors are 128 bytes (free c
  *   - a page starting at slice i with n slices has pages[i + k].slice_back ==
  *     k * sizeof(mc_page_t) for k < n, and none of those slices is free;
  *   - dirty_map and nonzero_map describe free and used slices as named; a
- *     slice is in dirty_map only if free;
+ *     slice is in dirty_map only if free; aged_map is a subset of dirty_map;
  *   - purge_at != 0 iff dirty_map != 0 (with a delay, not purged yet);
  *   - the segment is owned by one heap (heap != NULL), or it is abandoned,
  *     cached or huge (heap == NULL), never two of these at once. */
@@ -160,13 +160,14 @@ typedef struct mc_segment_s {
             uint8_t kind;                     /* MC_SEGMENT_NORMAL / MC_SEGMENT_HUGE */
             uint8_t state;                    /* MC_SEGMENT_OWNED ... */
             uint64_t free_map;
-            uint64_t dirty_map;               /* free slices that may still be resident: to purge */
-            uint64_t nonzero_map;             /* slices that may hold non-zero bytes */
-            uint64_t purge_at;                /* when dirty_map is due (ms); 0: nothing pending */
-            uint64_t cached_at;               /* when it entered the cache (ms) */
-            size_t size;                      /* bytes mapped from segment start */
-            uint8_t *huge_block;              /* huge: the block */
-            struct mc_segment_s *next, *prev; /* heap, cache or abandoned list */
+            uint64_t dirty_map;   /* free slices that may still be resident: to purge */
+            uint64_t aged_map;    /* dirty at the last due purge_at: purged at the next */
+            uint64_t nonzero_map; /* slices that may hold non-zero bytes */
+            uint64_t purge_at;    /* when dirty_map is due (ms); 0: nothing pending */
+            uint64_t cached_at;   /* when it entered the cache (ms) */
+            size_t size;          /* bytes mapped from segment start */
+            uint8_t *huge_block;  /* huge: the block */
+            struct mc_segment_s *next, *prev;         /* heap, cache or abandoned list */
             struct mc_segment_s *all_next, *all_prev; /* every mapped segment */
         };
         mc_page_t pages[MC_SLICES];
