@@ -55,13 +55,20 @@
 #define MC_LARGE_MAX    (MC_SEGMENT_SIZE / 2)
 #define MC_BIN_COUNT    90 /* bins 1..89; bin 0 unused */
 #define MC_BIN_FULL     MC_BIN_COUNT
-#define MC_MAX_ALIGN    16   /* the alignment of every block of 16 bytes or more */
-#define MC_HUGE_OFFSET  4096 /* a huge block starts this far into its mapping */
+#define MC_MAX_ALIGN    16 /* the alignment of every block of 16 bytes or more */
+/* page->recip = 2^MC_RECIP_SHIFT / block_size + 1 is exact for offsets below
+ * 2^(MC_RECIP_SHIFT - 18) = 4 MiB and block sizes up to MC_MEDIUM_MAX = 2^17:
+ * the error, below off / 2^MC_RECIP_SHIFT, stays under 1 / block_size. */
+#define MC_RECIP_SHIFT 40
+#define MC_HUGE_OFFSET 4096 /* a huge block starts this far into its mapping */
 
 /* Blocks carved into a page's free list at a time: at most this many bytes
  * (so a fresh page touches memory gradually) and at least MC_EXTEND_MIN. */
 #define MC_EXTEND_BYTES 4096
 #define MC_EXTEND_MIN   4
+/* A refill from local_free of fewer blocks than this carves the difference
+ * (if the page has room): see _mc_page_collect. */
+#define MC_REFILL_MIN 32
 
 /* ---- Memory return defaults (options override them at run time) ---------- */
 #define MC_PURGE_DELAY_MS_DEFAULT 10

@@ -246,11 +246,14 @@ static inline void *mc_heap_malloc(mc_heap_t *heap, size_t size) {
  * NULL and bad pointers included, goes to the slow path. */
 static inline void mc_free_inline(void *p) {
     if (MC_DEBUG >= 3) _mc_debug_check_heap();
-    uintptr_t i = ((uintptr_t)p - 1) >> MC_SEGMENT_SHIFT;
+    /* p itself, not p - 1, picks the map entry: a block of a normal segment
+     * never starts at the segment's first byte, and the only blocks that do
+     * (huge ones aligned to 4 MiB or more) find a 0 entry there and go to the
+     * slow path, which looks at p - 1. */
+    uintptr_t i = (uintptr_t)p >> MC_SEGMENT_SHIFT;
     if (mc_likely(i < MC_SEGMAP_ENTRIES) &&
         mc_likely(__atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED) == _mc_tag_tls)) {
-        /* descriptor = segment + 128 * slice index (p is never a segment's
-         * first byte, so p - 1 and p share the segment) */
+        /* descriptor = segment + 128 * slice index */
         mc_page_t *pg =
             (mc_page_t *)((i << MC_SEGMENT_SHIFT) |
                           (((uintptr_t)p >> (MC_SLICE_SHIFT - 7)) & ((MC_SLICES - 1) << 7)));

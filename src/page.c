@@ -68,6 +68,7 @@ void _mc_page_init(mc_page_t *pg, size_t slices, size_t block_size, size_t bin, 
     pg->kind = block_size <= MC_SMALL_MAX ? MC_KIND_SMALL : MC_KIND_MEDIUM;
     pg->is_zero = is_zero;
     pg->block_size = (uint32_t)block_size;
+    pg->recip = block_size <= MC_MEDIUM_MAX ? ((uint64_t)1 << MC_RECIP_SHIFT) / block_size + 1 : 0;
     pg->capacity = 0;
     pg->reserved = (uint32_t)(slices * MC_SLICE_SIZE / block_size);
     pg->bin = (uint16_t)bin;
@@ -104,24 +105,30 @@ void _mc_page_clear(mc_page_t *pg) {
     atomic_store_explicit(&pg->heap, NULL, memory_order_relaxed);
 }
 
-/* Carve the next few blocks of the span into the free list, in address
- * order.  Carving lazily keeps a fresh page from touching (and making
- * resident) more memory than it hands out. */
-void _mc_page_extend(mc_page_t *pg) {
+/* Carve the next n blocks of the span (at most what is left) onto the front
+ * of the free list, in address order. */
+static void page_carve(mc_page_t *pg, size_t n) {
     size_t bs = pg->block_size;
-    size_t n = MC_EXTEND_BYTES / bs;
-    if (n < MC_EXTEND_MIN) n = MC_EXTEND_MIN;
     size_t left = pg->reserved - pg->capacity;
     if (n > left) n = left;
-    mc_assert(n > 0 && pg->free == NULL);
+    mc_assert(n > 0);
     uint8_t *first = pg->start + (size_t)pg->capacity * bs;
     uint8_t *b = first;
     for (size_t i = 1; i < n; i++, b += bs) ((mc_block_t *)b)->next = (mc_block_t *)(b + bs);
-    ((mc_block_t *)b)->next = NULL;
+    ((mc_block_t *)b)->next = pg->free;
     pg->free = (mc_block_t *)first;
     /* Other threads read capacity when they free (_mc_page_block_of). */
     __atomic_store_n(&pg->capacity, pg->capacity + (uint32_t)n, __ATOMIC_RELAXED);
     pg->used += (uint32_t)n;
+}
+
+/* Carve the next few blocks into the (empty) free list.  Carving lazily
+ * keeps a fresh page from touching (and making resident) more memory than
+ * it hands out. */
+void _mc_page_extend(mc_page_t *pg) {
+    mc_assert(pg->free == NULL);
+    size_t n = MC_EXTEND_BYTES / pg->block_size;
+    page_carve(pg, n < MC_EXTEND_MIN ? MC_EXTEND_MIN : n);
 }
 
 /* ---- Collecting --------------------------------------------------------------------- */
@@ -167,10 +174,17 @@ static mc_block_t *page_take_thread_free(mc_page_t *pg) {
 void _mc_page_collect(mc_page_t *pg) {
     mc_assert(pg->free == NULL);
     if (pg->local_free != NULL) {
+        /* (An estimate when uncounted: it is only used to size the refill.) */
+        uint32_t got = pg->capacity + pg->pinned - pg->holed - pg->used;
         pg->free = pg->local_free;
         pg->used = pg->capacity + pg->pinned - pg->holed;
         pg->local_free = page_take_thread_free(pg);
         pg->uncounted = pg->local_free != NULL;
+        /* A thread that frees and allocates a few blocks in turn would come
+         * here every few calls: a short cycle grows by carving, up to
+         * MC_REFILL_MIN blocks, so the slow path runs at most once per that
+         * many allocations. */
+        if (got < MC_REFILL_MIN && pg->capacity < pg->reserved) page_carve(pg, MC_REFILL_MIN - got);
         return;
     }
     pg->free = page_take_thread_free(pg);
@@ -347,6 +361,10 @@ bool _mc_page_disarm_notify(mc_page_t *pg) {
 }
 
 /* ---- Blocks ------------------------------------------------------------------------------ */
+static size_t page_block_index(const mc_page_t *pg, size_t off) {
+    return (size_t)((off * pg->recip) >> MC_RECIP_SHIFT);
+}
+
 mc_block_t *_mc_page_block_of(const mc_page_t *pg, const void *p) {
     const uint8_t *q = p;
     if (q < pg->start) return NULL;
@@ -355,12 +373,12 @@ mc_block_t *_mc_page_block_of(const mc_page_t *pg, const void *p) {
      * handed out is below any value they can see. */
     if (off >= (size_t)__atomic_load_n(&pg->capacity, __ATOMIC_RELAXED) * pg->block_size)
         return NULL;
-    return (mc_block_t *)(pg->start + off - off % pg->block_size);
+    return (mc_block_t *)(pg->start + page_block_index(pg, off) * pg->block_size);
 }
 
 size_t _mc_page_block_usable(const mc_page_t *pg, const void *p) {
     size_t off = (size_t)((const uint8_t *)p - pg->start);
-    return pg->block_size - off % pg->block_size;
+    return (page_block_index(pg, off) + 1) * pg->block_size - off;
 }
 
 /* ---- Validation (debug) ------------------------------------------------------------------ */

@@ -121,7 +121,10 @@ typedef struct mc_page_s {
     uint8_t uncounted;                /* local_free holds remote frees still counted in used */
     uint8_t pad_[3];
     mc_block_t *punched; /* local_free when holes were last looked for */
-    uint64_t pad2_;
+    /* off / block_size == (off * recip) >> MC_RECIP_SHIFT for every offset
+     * in a page, so finding a block needs no division; 0 for a large page
+     * (its one block is at offset 0). */
+    uint64_t recip;
 } mc_page_t;
 
 _Static_assert(sizeof(mc_page_t) == 128, "page descriptors are 128 bytes (free computes with it)");
