@@ -101,7 +101,9 @@ static void bin_remove(mc_heap_t *heap, mc_page_t *pg) {
 }
 
 static void full_push(mc_heap_t *heap, mc_page_t *pg) {
-    pg->flags |= MC_PAGE_IN_FULL;
+    /* Large pages keep the flag for life: no store to a byte that other
+     * threads holding the page's block read (locate, MC_PAGE_HAS_ALIGNED). */
+    if (!(pg->flags & MC_PAGE_IN_FULL)) pg->flags |= MC_PAGE_IN_FULL;
     queue_link_back(&heap->queues[MC_BIN_FULL], pg);
 }
 
@@ -214,13 +216,16 @@ static bool heap_reclaim(mc_heap_t *heap) {
         i += pg->slice_count;
         mc_assert(!pg->pinned && pg->notify_next == NULL);
         atomic_store_explicit(&pg->heap, heap, memory_order_release);
-        pg->flags &= (uint8_t)~MC_PAGE_IN_FULL;
+        /* A large page stays IN_FULL (it goes back to the full queue): other
+         * threads may be reading flags through a live block of it. */
+        if (pg->kind != MC_KIND_LARGE) pg->flags &= (uint8_t)~MC_PAGE_IN_FULL;
         pg->next = pg->prev = NULL;
         /* A kept free list stays: used counts it, so such a page is not
          * taken for empty, and it can hand those blocks out as a head. */
         for (;;) {
             _mc_page_collect_thread_free(pg);
             if (pg->used == 0) {
+                pg->flags &= (uint8_t)~MC_PAGE_IN_FULL; /* no block left to read it */
                 empty[nempty++] = pg;
                 break;
             }

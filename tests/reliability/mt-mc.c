@@ -406,6 +406,57 @@ TEST(exit_live) {
     CHECKF(atomic_load(&errors) == before, "%ld errors", atomic_load(&errors) - before);
 }
 
+/* ---- adopt_aligned -------------------------------------------------------------------
+ * A block aligned inside a large span (alignment above a slice) outlives its
+ * thread; a second thread asks its usable size (which reads the page's
+ * flags) while a third adopts the abandoned segment for a size class it has
+ * no page for.  Adopting once rewrote the flags of every page, this one
+ * included: a data race for ThreadSanitizer to find. */
+static void *_Atomic adopt_block;
+static atomic_int adopt_read;
+
+static void *adopt_owner(void *arg) {
+    (void)arg;
+    void *p = NULL;
+    if (mc_posix_memalign(&p, 128 * KiB, 1000) == 0) atomic_store(&adopt_block, p);
+    return mc_malloc(100); /* a second block: the segment stays non-empty */
+}
+
+static void *adopt_reader(void *arg) {
+    (void)arg;
+    unsigned char *p = atomic_load(&adopt_block);
+    size_t usable = mc_usable_size(p);
+    atomic_store_explicit(&adopt_read, 1, memory_order_relaxed); /* no ordering, on purpose */
+    return (void *)(uintptr_t)(usable >= 1000);
+}
+
+static void *adopt_adopter(void *arg) {
+    (void)arg;
+    while (!atomic_load_explicit(&adopt_read, memory_order_relaxed)) sched_yield();
+    mc_free(mc_malloc(3000)); /* an empty size class: adopts the abandoned segment */
+    return NULL;
+}
+
+TEST(adopt_aligned) {
+    for (int round = 0; round < 20; round++) {
+        pthread_t owner, reader, adopter;
+        void *other = NULL, *ok = NULL;
+        atomic_store(&adopt_block, NULL);
+        atomic_store(&adopt_read, 0);
+        CHECK(pthread_create(&owner, NULL, adopt_owner, NULL) == 0);
+        pthread_join(owner, &other);
+        CHECK(atomic_load(&adopt_block) != NULL && other != NULL);
+        if (atomic_load(&adopt_block) == NULL) return;
+        CHECK(pthread_create(&adopter, NULL, adopt_adopter, NULL) == 0);
+        CHECK(pthread_create(&reader, NULL, adopt_reader, NULL) == 0);
+        pthread_join(reader, &ok);
+        pthread_join(adopter, NULL);
+        CHECK(ok != NULL);
+        mc_free(atomic_load(&adopt_block));
+        mc_free(other);
+    }
+}
+
 /* ---- trim_after_exit --------------------------------------------------------------
  * A thread allocates and exits; the main thread frees every block and trims.
  * Nothing is live any more: the statistics must say so (allocated is "bytes
@@ -515,6 +566,7 @@ static const struct {
     {"pipeline", test_pipeline},
     {"exit_live", test_exit_live},
     {"huge_free_vs_trim", test_huge_free_vs_trim},
+    {"adopt_aligned", test_adopt_aligned},
     {"heap_checks", test_heap_checks},
 };
 

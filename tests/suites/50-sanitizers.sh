@@ -51,7 +51,8 @@ fi
 # ---- ThreadSanitizer: the library's atomics, through the mc_ names --------------------
 if build build/tsan/mt-mc; then
     export TSAN_OPTIONS="halt_on_error=0 exitcode=66 history_size=4 suppressions=$PWD/tests/reliability/tsan.supp"
-    for c in trim_after_exit trade stats_while_running pipeline exit_live huge_free_vs_trim; do
+    for c in trim_after_exit trade stats_while_running pipeline exit_live huge_free_vs_trim \
+        adopt_aligned; do
         out=$work/tsan-$c
         TEST_PREFIX="tsan/$c/" timeout -k 5 240 build/tsan/mt-mc -n 3000 -l 2 "$c" heap_checks \
             >"$out" 2>&1
