@@ -180,11 +180,14 @@ void _mc_page_collect(mc_page_t *pg) {
         pg->used = pg->capacity + pg->pinned - pg->holed;
         pg->local_free = page_take_thread_free(pg);
         pg->uncounted = pg->local_free != NULL;
-        /* A thread that frees and allocates a few blocks in turn would come
-         * here every few calls: a short cycle grows by carving, up to
-         * MC_REFILL_MIN blocks, so the slow path runs at most once per that
-         * many allocations. */
-        if (got < MC_REFILL_MIN && pg->capacity < pg->reserved) page_carve(pg, MC_REFILL_MIN - got);
+        /* A thread that frees and allocates a few blocks in turn, in a page
+         * that is mostly free, would come here every few calls: such a short
+         * cycle grows by carving, up to MC_REFILL_MIN blocks, so the slow
+         * path runs at most once per that many allocations.  (A page whose
+         * blocks are mostly live carves when it runs out, as usual.) */
+        uint32_t others = pg->capacity - pg->holed - got; /* live, or on their way back */
+        if (got < MC_REFILL_MIN && others <= got && pg->capacity < pg->reserved)
+            page_carve(pg, MC_REFILL_MIN - got);
         return;
     }
     pg->free = page_take_thread_free(pg);
