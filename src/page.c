@@ -186,7 +186,8 @@ void _mc_page_collect(mc_page_t *pg) {
          * path runs at most once per that many allocations.  (A page whose
          * blocks are mostly live carves when it runs out, as usual.) */
         uint32_t others = pg->capacity - pg->holed - got; /* live, or on their way back */
-        if (got < MC_REFILL_MIN && others <= got && pg->capacity < pg->reserved)
+        if (pg->kind == MC_KIND_SMALL && got < MC_REFILL_MIN && others <= got &&
+            pg->capacity < pg->reserved)
             page_carve(pg, MC_REFILL_MIN - got);
         return;
     }
