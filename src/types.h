@@ -95,39 +95,44 @@ enum {
 };
 
 typedef struct mc_page_s {
-    /* The fast paths touch only the first 24 bytes. */
+    /* First cache line: the owner's.  The fast paths touch only its first
+     * 24 bytes. */
     mc_block_t *free;
     mc_block_t *local_free;
     uint32_t used;
-    uint8_t flags;   /* MC_PAGE_* */
-    uint8_t pinned;  /* heads its bin queue: used holds one extra count */
-    uint8_t kind;    /* MC_KIND_* */
-    uint8_t is_zero; /* fresh from the OS: blocks never written (calloc) */
-    /* Descriptor of a slice inside a span: bytes back to the span's first
-     * descriptor (0 on the first one), read by free to find the page. */
-    uint32_t slice_back;
-    uint32_t block_size;
-    uint32_t capacity;    /* blocks carved into the free lists so far */
-    uint32_t reserved;    /* blocks that fit in the span */
+    uint8_t flags;        /* MC_PAGE_* */
+    uint8_t pinned;       /* heads its bin queue: used holds one extra count */
+    uint8_t is_zero;      /* fresh from the OS: blocks never written (calloc) */
+    uint8_t uncounted;    /* local_free holds remote frees still counted in used */
     uint16_t slice_count; /* span length in slices */
     uint16_t bin;
+    uint32_t holed;                /* blocks in holes, taken out of the lists */
+    struct mc_page_s *next, *prev; /* in a bin queue or the full queue */
+    uint64_t holes;                /* OS pages purged while the page is in use, a bit each */
+    mc_block_t *punched;           /* local_free when holes were last looked for */
+    /* Second cache line: what other threads read when they free into the
+     * page (and thread_free, notify_next, which they write), so that their
+     * frees do not keep taking the owner's line away from it. */
     _Atomic(uintptr_t) thread_free;   /* mc_block_t* | MC_TF_* */
-    uint8_t *start;                   /* the first block */
     _Atomic(struct mc_heap_s *) heap; /* owner, read by a notifying remote free */
-    struct mc_page_s *next, *prev;    /* in a bin queue or the full queue */
     struct mc_page_s *notify_next;    /* in heap->notified */
-    uint64_t holes;                   /* OS pages purged while the page is in use, a bit each */
-    uint32_t holed;                   /* blocks in them, taken out of the lists */
-    uint8_t uncounted;                /* local_free holds remote frees still counted in used */
-    uint8_t pad_[3];
-    mc_block_t *punched; /* local_free when holes were last looked for */
+    uint8_t *start;                   /* the first block */
     /* off / block_size == (off * recip) >> MC_RECIP_SHIFT for every offset
      * in a page, so finding a block needs no division; 0 for a large page
      * (its one block is at offset 0). */
     uint64_t recip;
+    /* Descriptor of a slice inside a span: bytes back to the span's first
+     * descriptor (0 on the first one), read by free to find the page. */
+    uint32_t slice_back;
+    uint32_t block_size;
+    uint32_t capacity; /* blocks carved into the free lists so far */
+    uint32_t reserved; /* blocks that fit in the span */
+    uint8_t kind;      /* MC_KIND_* */
+    uint8_t pad_[7];
 } mc_page_t;
 
 _Static_assert(sizeof(mc_page_t) == 128, "page descriptors are 128 bytes (free computes with it)");
+_Static_assert(offsetof(mc_page_t, thread_free) == 64, "what other threads touch starts a cache line");
 
 /* ---- Segment -----------------------------------------------------------------
  * Invariants (segment_is_valid, debug level 2):
