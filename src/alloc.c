@@ -32,7 +32,7 @@ static void *heap_alloc(mc_heap_t *heap, size_t size, size_t align, bool *is_zer
         }
         if (size <= MC_LARGE_MAX) return _mc_heap_alloc_large(heap, size, is_zero);
     }
-    return _mc_huge_alloc(size, align, is_zero);
+    return _mc_huge_alloc(size, align, false, is_zero);
 }
 
 /* The slow path of every allocation.  An align above MC_MAX_ALIGN asks for a
@@ -241,7 +241,23 @@ void *_mc_realloc(void *p, size_t size) {
                _mc_heap_resize_large(heap, w.page, size)) {
         return p;
     }
-    void *q = mc_heap_malloc(heap, size);
+    void *q;
+    if (size > MC_LARGE_MAX && size > usable) { /* growing into a huge block */
+        bool is_zero;
+        q = _mc_huge_alloc(size, MC_MAX_ALIGN, true, &is_zero);
+        if (q == NULL) errno = ENOMEM;
+    } else {
+        /* A block above a page that grows gets half again as much room, so
+         * that a buffer grown a little at a time moves (and copies) a few
+         * times on its way up, not once per size class: the room it does not
+         * use is address space, not resident memory. */
+        size_t want = size;
+        if (size > usable && size > MC_GROW_MIN) {
+            size_t roomy = usable + usable / 2;
+            if (roomy > want) want = roomy < MC_LARGE_MAX ? roomy : MC_LARGE_MAX;
+        }
+        q = mc_heap_malloc(heap, want);
+    }
     if (q == NULL) return NULL;
     memcpy(q, p, usable < size ? usable : size);
     mc_free_inline(p);

@@ -117,7 +117,8 @@ mc_segment_t *_mc_segment_pop_abandoned(void);
 /* Cache expiry, purges of cached and abandoned segments; force: all now. */
 void _mc_segments_maintain(uint64_t now, bool force);
 /* Huge blocks: a mapping each. */
-void *_mc_huge_alloc(size_t size, size_t align, bool *is_zero);
+/* growing: for a block that realloc moves up from a smaller one. */
+void *_mc_huge_alloc(size_t size, size_t align, bool growing, bool *is_zero);
 void _mc_huge_free(mc_segment_t *seg);
 void *_mc_huge_realloc(mc_segment_t *seg, size_t size);
 /* False once the block was freed (its mapping waits in the cache). */

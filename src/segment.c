@@ -471,7 +471,7 @@ void _mc_caches_purge_now(void) {
     }
 }
 
-void *_mc_huge_alloc(size_t size, size_t align, bool *is_zero) {
+void *_mc_huge_alloc(size_t size, size_t align, bool growing, bool *is_zero) {
     size_t offset = MC_HUGE_OFFSET;
     if (align > offset) offset = align <= MC_SEGMENT_SIZE ? align : MC_SEGMENT_SIZE;
     if (size > PTRDIFF_MAX - offset - _mc_os_page_size()) return NULL;
@@ -479,13 +479,15 @@ void *_mc_huge_alloc(size_t size, size_t align, bool *is_zero) {
     mc_segment_t *seg = offset == MC_HUGE_OFFSET ? huge_cache_take(len) : NULL;
     if (seg != NULL) {
         /* A cached mapping up to half as large again is kept whole: the
-         * block may grow into it (realloc), without page faults. */
-        size_t keep = len + len / 2;
+         * block may grow into it (realloc), without page faults.  A block
+         * that realloc is growing may keep 2 MiB more. */
+        size_t keep = len + len / 2 + (growing ? MC_LARGE_MAX : 0);
         mc_segment_t *sized =
             huge_resize(seg, seg->size > len && seg->size <= keep ? seg->size : len);
         if (sized != NULL) {
             *is_zero = sized->nonzero_map == 0;
             sized->nonzero_map = 1;
+            sized->huge_asked = size;
             return sized->huge_block;
         }
         segment_unmap(seg);
@@ -499,6 +501,7 @@ void *_mc_huge_alloc(size_t size, size_t align, bool *is_zero) {
     seg->state = MC_SEGMENT_ALONE;
     seg->size = len;
     seg->huge_block = (uint8_t *)seg + offset;
+    seg->huge_asked = size;
     seg->nonzero_map = 1;
     registry_add(seg);
     _mc_stats_committed((long)len);
@@ -540,16 +543,21 @@ void *_mc_huge_realloc(mc_segment_t *seg, size_t size) {
     size_t offset = (size_t)(seg->huge_block - (uint8_t *)seg);
     if (size > PTRDIFF_MAX - offset - _mc_os_page_size()) return NULL;
     size_t len = huge_len(offset, size), old = seg->size;
-    if (len <= old && len > old - old / 4) return seg->huge_block;
+    /* Shrink only when asked for less than before, and by a quarter or more:
+     * a growing block keeps the room it was given. */
+    if (len <= old && (size >= seg->huge_asked || len > old - old / 4)) {
+        seg->huge_asked = size;
+        return seg->huge_block;
+    }
+    mc_segment_t *sized = NULL;
     if (len > old) {
         size_t roomy = huge_len(0, old + old / 4);
-        if (roomy > len && roomy - offset <= PTRDIFF_MAX) {
-            mc_segment_t *grown = huge_resize(seg, roomy);
-            if (grown != NULL) return grown->huge_block;
-        }
+        if (roomy > len && roomy - offset <= PTRDIFF_MAX) sized = huge_resize(seg, roomy);
     }
-    mc_segment_t *sized = huge_resize(seg, len);
-    return sized != NULL ? sized->huge_block : NULL;
+    if (sized == NULL) sized = huge_resize(seg, len);
+    if (sized == NULL) return NULL;
+    sized->huge_asked = size;
+    return sized->huge_block;
 }
 
 bool _mc_huge_is_live(const mc_segment_t *seg) {

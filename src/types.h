@@ -175,6 +175,7 @@ typedef struct mc_segment_s {
             uint64_t cached_at;   /* when it entered the cache (ms) */
             size_t size;          /* bytes mapped from segment start */
             uint8_t *huge_block;  /* huge: the block */
+            size_t huge_asked;    /* huge: the size last asked for (malloc, realloc) */
             struct mc_segment_s *next, *prev;         /* heap, cache or abandoned list */
             struct mc_segment_s *all_next, *all_prev; /* every mapped segment */
         };
