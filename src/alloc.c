@@ -130,7 +130,7 @@ static bool locate(const void *p, const char *func, mc_where_t *w) {
         _mc_error_pointer(func, p, "not an allocated block (double free?)");
         return false;
     }
-    w->block = _mc_page_block_of(w->page, p);
+    w->block = mc_page_block_of(w->page, p);
     if (mc_unlikely(w->block == NULL ||
                     ((void *)w->block != p && !(w->page->flags & MC_PAGE_HAS_ALIGNED)))) {
         _mc_error_pointer(func, p, "not the start of an allocated block");
@@ -165,7 +165,7 @@ mc_noinline void _mc_free_generic(void *p) {
 
 mc_noinline void _mc_free_inner(mc_page_t *inner, mc_block_t *b) {
     mc_page_t *pg = (mc_page_t *)((uint8_t *)inner - inner->slice_back);
-    if (mc_likely(pg->flags == 0 && b != pg->local_free && _mc_page_block_of(pg, b) == b)) {
+    if (mc_likely(pg->flags == 0 && b != pg->local_free && mc_page_block_of(pg, b) == b)) {
         b->next = pg->local_free;
         pg->local_free = b;
         if (mc_unlikely(--pg->used == 0)) _mc_heap_page_emptied(pg);
@@ -175,12 +175,30 @@ mc_noinline void _mc_free_inner(mc_page_t *inner, mc_block_t *b) {
 }
 
 /* ---- Usable size ----------------------------------------------------------------- */
-size_t _mc_usable_size(const void *p, const char *func) {
+static mc_noinline size_t usable_size_slow(const void *p, const char *func) {
     if (p == NULL) return 0;
     mc_where_t w;
     if (!locate(p, func, &w)) return 0;
     if (w.page == NULL) return mc_huge_usable(w.seg, p);
-    return _mc_page_block_usable(w.page, p);
+    return mc_page_block_usable(w.page, p);
+}
+
+/* Programs that keep their own count of the memory they use (redis) ask
+ * this on every malloc and free, so the common case goes without a call:
+ * the start of a block of a small or medium page, in the page's first
+ * slice, in a segment some thread owns.  Only fields that stay put while
+ * the block lives are read.  All else (NULL and bad pointers included) is
+ * the slow path's. */
+size_t _mc_usable_size(const void *p, const char *func) {
+    uintptr_t i = (uintptr_t)p >> MC_SEGMENT_SHIFT;
+    if (mc_likely(i < MC_SEGMAP_ENTRIES) &&
+        __atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED) >= MC_TAG_FIRST) {
+        const mc_page_t *pg = mc_slice_descriptor(i, p);
+        if (mc_likely((pg->kind == MC_KIND_SMALL || pg->kind == MC_KIND_MEDIUM) &&
+                      pg->slice_back == 0 && (const void *)mc_page_block_of(pg, p) == p))
+            return pg->block_size;
+    }
+    return usable_size_slow(p, func);
 }
 
 /* ---- Aligned allocation ------------------------------------------------------------------------
@@ -226,7 +244,7 @@ void *_mc_realloc(void *p, size_t size) {
         errno = EINVAL;
         return NULL;
     }
-    size_t usable = w.page == NULL ? mc_huge_usable(w.seg, p) : _mc_page_block_usable(w.page, p);
+    size_t usable = w.page == NULL ? mc_huge_usable(w.seg, p) : mc_page_block_usable(w.page, p);
     mc_heap_t *heap = mc_heap_get();
     if (w.page == NULL) {
         if (size > MC_LARGE_MAX) {

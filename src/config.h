@@ -61,7 +61,7 @@
  * the error, below off / 2^MC_RECIP_SHIFT, stays under 1 / block_size. */
 #define MC_RECIP_SHIFT 40
 /* realloc growing a block beyond this gives it room to grow (alloc.c). */
-#define MC_GROW_MIN 4096
+#define MC_GROW_MIN    4096
 #define MC_HUGE_OFFSET 4096 /* a huge block starts this far into its mapping */
 
 /* Blocks carved into a page's free list at a time: at most this many bytes

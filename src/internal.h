@@ -75,6 +75,13 @@ static inline bool mc_segmap_contains(const mc_segment_t *seg) {
 
 void _mc_segmap_set(mc_segment_t *seg, uint16_t tag);
 
+/* The descriptor of the slice holding p, given i = p >> MC_SEGMENT_SHIFT, for
+ * a normal segment: segment + 128 * slice index, by arithmetic alone. */
+static inline mc_page_t *mc_slice_descriptor(uintptr_t i, const void *p) {
+    return (mc_page_t *)((i << MC_SEGMENT_SHIFT) |
+                         (((uintptr_t)p >> (MC_SLICE_SHIFT - 7)) & ((MC_SLICES - 1) << 7)));
+}
+
 /* The page holding p, for a normal segment. */
 static inline mc_page_t *mc_page_of(mc_segment_t *seg, const void *p) {
     mc_page_t *d = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> MC_SLICE_SHIFT];
@@ -178,8 +185,24 @@ void _mc_page_free_remote(mc_page_t *pg, mc_block_t *block);
 bool _mc_page_arm_notify(mc_page_t *pg);
 bool _mc_page_disarm_notify(mc_page_t *pg);
 /* The start of the block holding p, or NULL if p is not inside a block. */
-mc_block_t *_mc_page_block_of(const mc_page_t *pg, const void *p);
-size_t _mc_page_block_usable(const mc_page_t *pg, const void *p);
+/* The start of the block holding p (inside pg's span), or NULL if p is not
+ * inside a block handed out so far.  Read by freeing threads while the
+ * owner may carve more: a block handed out is below any capacity they can
+ * see.  No division: see recip in types.h. */
+static inline mc_block_t *mc_page_block_of(const mc_page_t *pg, const void *p) {
+    const uint8_t *q = p;
+    if (q < pg->start) return NULL;
+    size_t off = (size_t)(q - pg->start);
+    if (off >= (size_t)__atomic_load_n(&pg->capacity, __ATOMIC_RELAXED) * pg->block_size)
+        return NULL;
+    return (mc_block_t *)(pg->start + ((off * pg->recip) >> MC_RECIP_SHIFT) * pg->block_size);
+}
+
+/* Bytes from p to the end of its block.  Pre: p is inside a block. */
+static inline size_t mc_page_block_usable(const mc_page_t *pg, const void *p) {
+    size_t off = (size_t)((const uint8_t *)p - pg->start);
+    return (((off * pg->recip) >> MC_RECIP_SHIFT) + 1) * pg->block_size - off;
+}
 bool _mc_page_is_valid(const mc_page_t *pg);
 
 /* ---- heap.c: thread heaps, queues, process start, threads and fork -------------- */
@@ -254,10 +277,7 @@ static inline void mc_free_inline(void *p) {
     uintptr_t i = (uintptr_t)p >> MC_SEGMENT_SHIFT;
     if (mc_likely(i < MC_SEGMAP_ENTRIES) &&
         mc_likely(__atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED) == _mc_tag_tls)) {
-        /* descriptor = segment + 128 * slice index */
-        mc_page_t *pg =
-            (mc_page_t *)((i << MC_SEGMENT_SHIFT) |
-                          (((uintptr_t)p >> (MC_SLICE_SHIFT - 7)) & ((MC_SLICES - 1) << 7)));
+        mc_page_t *pg = mc_slice_descriptor(i, p);
         mc_block_t *b = (mc_block_t *)p, *head = pg->local_free;
         if (mc_likely(pg->flags == 0 && b != head)) {
             b->next = head;

@@ -117,7 +117,7 @@ static void page_carve(mc_page_t *pg, size_t n) {
     for (size_t i = 1; i < n; i++, b += bs) ((mc_block_t *)b)->next = (mc_block_t *)(b + bs);
     ((mc_block_t *)b)->next = pg->free;
     pg->free = (mc_block_t *)first;
-    /* Other threads read capacity when they free (_mc_page_block_of). */
+    /* Other threads read capacity when they free (mc_page_block_of). */
     __atomic_store_n(&pg->capacity, pg->capacity + (uint32_t)n, __ATOMIC_RELAXED);
     pg->used += (uint32_t)n;
 }
@@ -364,27 +364,6 @@ bool _mc_page_disarm_notify(mc_page_t *pg) {
     }
 }
 
-/* ---- Blocks ------------------------------------------------------------------------------ */
-static size_t page_block_index(const mc_page_t *pg, size_t off) {
-    return (size_t)((off * pg->recip) >> MC_RECIP_SHIFT);
-}
-
-mc_block_t *_mc_page_block_of(const mc_page_t *pg, const void *p) {
-    const uint8_t *q = p;
-    if (q < pg->start) return NULL;
-    size_t off = (size_t)(q - pg->start);
-    /* Read by freeing threads while the owner may carve more: a block
-     * handed out is below any value they can see. */
-    if (off >= (size_t)__atomic_load_n(&pg->capacity, __ATOMIC_RELAXED) * pg->block_size)
-        return NULL;
-    return (mc_block_t *)(pg->start + page_block_index(pg, off) * pg->block_size);
-}
-
-size_t _mc_page_block_usable(const mc_page_t *pg, const void *p) {
-    size_t off = (size_t)((const uint8_t *)p - pg->start);
-    return (page_block_index(pg, off) + 1) * pg->block_size - off;
-}
-
 /* ---- Validation (debug) ------------------------------------------------------------------ */
 #define VALID(cond)                                                                                \
     do {                                                                                           \
@@ -398,7 +377,7 @@ size_t _mc_page_block_usable(const mc_page_t *pg, const void *p) {
 static bool page_list_count(const mc_page_t *pg, const mc_block_t *b, size_t *count) {
     size_t n = 0;
     for (; b != NULL; b = b->next) {
-        if (++n > pg->capacity || _mc_page_block_of(pg, b) != b) return false;
+        if (++n > pg->capacity || mc_page_block_of(pg, b) != b) return false;
     }
     *count = n;
     return true;

@@ -132,7 +132,8 @@ typedef struct mc_page_s {
 } mc_page_t;
 
 _Static_assert(sizeof(mc_page_t) == 128, "page descriptors are 128 bytes (free computes with it)");
-_Static_assert(offsetof(mc_page_t, thread_free) == 64, "what other threads touch starts a cache line");
+_Static_assert(offsetof(mc_page_t, thread_free) == 64,
+               "what other threads touch starts a cache line");
 
 /* ---- Segment -----------------------------------------------------------------
  * Invariants (segment_is_valid, debug level 2):
