@@ -143,8 +143,8 @@ mc_export int mc_trim(size_t pad) {
     int saved = errno;
     mc_os_counters_t before, after;
     _mc_os_counters(&before);
-    _mc_heap_request_trim(); /* other threads trim at their next slow path */
     mc_heap_t *heap = mc_heap_get();
+    _mc_heap_request_trim(heap); /* other threads trim at their next slow path */
     if (heap != &_mc_heap_empty)
         _mc_heap_collect(heap, true);
     else

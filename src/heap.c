@@ -536,8 +536,10 @@ void _mc_heap_collect(mc_heap_t *heap, bool force) {
     _mc_segments_maintain(now, force);
 }
 
-void _mc_heap_request_trim(void) {
-    atomic_fetch_add_explicit(&trim_epoch, 1, memory_order_relaxed);
+void _mc_heap_request_trim(mc_heap_t *heap) {
+    uint32_t epoch = atomic_fetch_add_explicit(&trim_epoch, 1, memory_order_relaxed) + 1;
+    /* The caller trims its own heap now: its next maintenance need not. */
+    if (heap != &_mc_heap_empty) heap->trim_epoch = epoch;
 }
 
 /* ---- Heaps of threads ------------------------------------------------------------ */

@@ -230,7 +230,8 @@ void _mc_heap_page_emptied(mc_page_t *pg);
 /* Slow-path bookkeeping: notifications, purges, trim requests. */
 void _mc_heap_maintain(mc_heap_t *heap);
 void _mc_heap_collect(mc_heap_t *heap, bool force);
-void _mc_heap_request_trim(void);
+/* Ask every other heap to trim at its next slow path (heap trims now). */
+void _mc_heap_request_trim(mc_heap_t *heap);
 size_t _mc_heaps_count(void);
 bool _mc_heap_is_valid(mc_heap_t *heap);
 

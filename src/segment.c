@@ -85,7 +85,11 @@ size_t _mc_segments_count(size_t *cached, size_t *abandoned_out) {
     return __atomic_load_n(&registry_count, __ATOMIC_RELAXED);
 }
 
+static mc_segment_t *segment_from_huge(void);
+
 static mc_segment_t *segment_map_new(void) {
+    mc_segment_t *recycled = segment_from_huge();
+    if (recycled != NULL) return recycled;
     _mc_caches_purge_now();
     mc_segment_t *seg = _mc_os_map_aligned(MC_SEGMENT_SIZE, MC_SEGMENT_SIZE, 0);
     if (seg == NULL) return NULL;
@@ -440,6 +444,51 @@ static mc_segment_t *huge_cache_take(size_t len) {
         seg->state = MC_SEGMENT_ALONE;
         _mc_stats_committed((long)seg->size);
     }
+    return seg;
+}
+
+/* A new segment from a freed huge mapping of at least a segment's size, the
+ * smallest there is: its pages are resident already, so the process takes no
+ * page faults and does not grow, where mapping a fresh segment would first
+ * have purged those pages (see below) and then faulted in new ones.  The rest
+ * of the mapping is unmapped.  NULL if there is none. */
+static mc_segment_t *segment_from_huge(void) {
+    if (atomic_load_explicit(&huge_cache_count, memory_order_relaxed) == 0) return NULL;
+    _mc_lock(&cache_lock);
+    mc_segment_t *seg = NULL;
+    for (mc_segment_t *h = huge_cache; h != NULL; h = h->next)
+        if (h->size >= MC_SEGMENT_SIZE && (seg == NULL || h->size < seg->size)) seg = h;
+    if (seg != NULL) {
+        list_remove(&huge_cache, seg);
+        atomic_fetch_sub_explicit(&huge_cache_count, 1, memory_order_relaxed);
+    }
+    _mc_unlock(&cache_lock);
+    if (seg == NULL) return NULL;
+    if (seg->size > MC_SEGMENT_SIZE &&
+        _mc_os_unmap((uint8_t *)seg + MC_SEGMENT_SIZE, seg->size - MC_SEGMENT_SIZE) != 0) {
+        segment_unmap(seg);
+        return NULL;
+    }
+    bool purged = seg->nonzero_map == 0; /* the block's pages read as zero */
+    long delay = mc_option(MC_OPTION_PURGE_DELAY_MS);
+    /* Under the registry lock: a statistics visit may be reading it. */
+    _mc_lock(&registry_lock);
+    memset(&seg->pages[1], 0, (MC_SLICES - 1) * sizeof(mc_page_t));
+    seg->kind = MC_SEGMENT_NORMAL;
+    seg->state = 0;
+    seg->size = MC_SEGMENT_SIZE;
+    seg->free_map = MC_SEGMENT_ALL_FREE;
+    seg->aged_map = 0;
+    seg->huge_block = NULL;
+    seg->huge_asked = 0;
+    seg->next = seg->prev = NULL;
+    /* Resident slices are dirty: purged on the usual schedule unless used. */
+    seg->nonzero_map = purged ? 0 : ~(uint64_t)0;
+    seg->dirty_map = purged ? 0 : MC_SEGMENT_ALL_FREE;
+    seg->purge_at = purged ? 0 : delay < 0 ? UINT64_MAX : _mc_os_now_ms() + (uint64_t)delay;
+    _mc_unlock(&registry_lock);
+    if (delay == 0) _mc_segment_purge(seg, 0, true);
+    _mc_stats_committed((long)segment_meta_size);
     return seg;
 }
 

@@ -906,6 +906,40 @@ TEST(mallopt_accepts_everything) {
     CHECK(mallopt(M_PERTURB, 0) == 1);
 }
 
+/* ---- A freed huge mapping serving as a new segment ---------------------------
+ * A freed huge block waits in a cache; a heap that needs a new segment takes
+ * such a mapping (at least a segment's size) instead of mapping fresh memory.
+ * Its pages hold the old block's bytes, so calloc from it must still give
+ * zeros, even where it skips the memset for memory it knows to be fresh. */
+TEST(huge_mapping_becomes_segment) {
+    enum { BLOCKS = 40 }; /* 60 MiB: more than the free space any earlier test left */
+    long cache = mc_option_get(MC_OPTION_SEGMENT_CACHE);
+    mc_option_set(MC_OPTION_SEGMENT_CACHE, 8); /* (0 would unmap the huge block at once) */
+    mc_trim(0); /* empty caches: new segments are mapped or recycled */
+    unsigned char *h = mc_malloc(6 * MiB);
+    CHECK(h != NULL);
+    if (!h) return;
+    memset(h, 0xab, 6 * MiB);
+    uintptr_t old = (uintptr_t)h & ~(uintptr_t)(4 * MiB - 1); /* its mapping's start */
+    mc_free(h);
+    unsigned char *b[BLOCKS];
+    int recycled = 0;
+    for (int i = 0; i < BLOCKS; i++) {
+        b[i] = mc_calloc(1, (size_t)1536 * KiB); /* 24 slices: two per segment */
+        CHECK(b[i] != NULL);
+        if (!b[i]) continue;
+        recycled |= ((uintptr_t)b[i] & ~(uintptr_t)(4 * MiB - 1)) == old;
+        size_t nonzero = 0;
+        for (size_t k = 0; k < (size_t)1536 * KiB; k += 512) nonzero += b[i][k] != 0;
+        CHECKF(nonzero == 0, "calloc block %d: %zu non-zero bytes", i, nonzero);
+        memset(b[i], 0x5a, (size_t)1536 * KiB);
+    }
+    CHECK(mc_heap_check() == 0);
+    CHECKF(recycled, "no block in the freed huge mapping's 4 MiB at %p", (void *)old);
+    for (int i = 0; i < BLOCKS; i++) mc_free(b[i]);
+    mc_option_set(MC_OPTION_SEGMENT_CACHE, cache);
+}
+
 /* ---- Random sizes through every entry point ------------------------------ */
 
 TEST(usable_size_matches) {
@@ -952,5 +986,6 @@ int main(int argc, char **argv) {
     RUN(mallinfo_follows_allocation);
     RUN(mallopt_accepts_everything);
     RUN(usable_size_matches);
+    RUN(huge_mapping_becomes_segment);
     return check_exit_status();
 }
