@@ -24,7 +24,7 @@ static void *heap_alloc(mc_heap_t *heap, size_t size, size_t align, bool *is_zer
     *is_zero = false;
     if (align <= MC_MAX_ALIGN) {
         if (size <= MC_MEDIUM_MAX) {
-            mc_page_t *pg = _mc_heap_page_for_bin(heap, _mc_bin_of(size));
+            mc_page_t *pg = _mc_heap_page_for_bin(heap, mc_bin_of(size));
             if (pg == NULL) return NULL;
             mc_block_t *b = pg->free;
             pg->free = b->next;
@@ -62,7 +62,7 @@ mc_noinline void *_mc_malloc_generic(size_t size, mc_heap_t *heap) {
      * due, which the full slow path does). */
     if (size <= MC_MEDIUM_MAX) {
         mc_page_t *pg = size <= MC_SMALL_MAX ? heap->direct[(size + 7) >> 3]
-                                             : heap->queues[_mc_bin_of(size)].first;
+                                             : heap->queues[mc_bin_of(size)].first;
         if (pg != NULL) {
             mc_block_t *b = pg->free;
             if (b == NULL && heap->maintain_in > 1 &&

@@ -149,7 +149,13 @@ bool _mc_segment_is_valid(const mc_segment_t *seg);
 
 /* ---- page.c: one span of blocks and its three free lists ------------------------ */
 /* Size classes ("bins"). */
-size_t _mc_bin_of(size_t size);
+static inline size_t mc_bin_of(size_t size) {
+    if (size <= 8) return 1;
+    if (size <= 128) return ((size + 15) >> 4) + 1;
+    size_t s = size - 1;
+    size_t b = 63 - (size_t)__builtin_clzll(s); /* 2^b <= s < 2^(b+1), b >= 7 */
+    return 10 + (b - 7) * 8 + ((s >> (b - 3)) & 7);
+}
 size_t _mc_bin_size(size_t bin);
 size_t _mc_bin_slices(size_t bin);
 void _mc_page_init(mc_page_t *pg, size_t slices, size_t block_size, size_t bin, bool is_zero,

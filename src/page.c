@@ -11,15 +11,9 @@
  *   Every size is a multiple of 16 (but 8), so every block of 16 bytes or
  *   more is 16-byte aligned; and a size that is a multiple of a power of two
  *   a, with a > 1/8 of the size, is a bin size itself, so blocks of it are
- *   a-aligned (pages start on a slice): aligned allocation needs no slack. */
-size_t _mc_bin_of(size_t size) {
-    if (size <= 8) return 1;
-    if (size <= 128) return ((size + 15) >> 4) + 1;
-    size_t s = size - 1;
-    size_t b = 63 - (size_t)__builtin_clzll(s); /* 2^b <= s < 2^(b+1), b >= 7 */
-    return 10 + (b - 7) * 8 + ((s >> (b - 3)) & 7);
-}
-
+ *   a-aligned (pages start on a slice): aligned allocation needs no slack.
+ * mc_bin_of (internal.h, inline for the slow path of malloc) maps a size to
+ * its bin. */
 size_t _mc_bin_size(size_t bin) {
     if (bin <= 1) return 8;
     if (bin <= 9) return (bin - 1) * 16;
