@@ -80,5 +80,6 @@
 #define MC_MAINTAIN_EVERY         32  /* slow-path calls between clock checks */
 #define MC_SWEEP_PAGES            128 /* pages looked at per sweep of remote frees */
 #define MC_SWEEP_BINS             16  /* bins looked at per sweep */
+#define MC_PUNCH_EVERY_MS         100 /* holes looked for, before growing, at most this often */
 
 #endif

@@ -306,10 +306,16 @@ static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
         }
         if (heap_reclaim(heap)) continue;
         /* About to grow: first give back the free slices that could not
-         * serve this span, and the free parts of mostly empty pages. */
+         * serve this span, and the free parts of mostly empty pages (at most
+         * every MC_PUNCH_EVERY_MS: in a program that only grows, looking at
+         * every page at every new segment is work for nothing). */
         if (_mc_segment_cache_empty()) {
             heap_purge(heap, 0, true);
-            heap_punch_holes(heap);
+            uint64_t now = _mc_os_now_ms();
+            if (heap->punched_at == 0 || now - heap->punched_at >= MC_PUNCH_EVERY_MS) {
+                heap->punched_at = now;
+                heap_punch_holes(heap);
+            }
         }
         mc_segment_t *seg = _mc_segment_acquire(heap);
         if (seg == NULL) return NULL;

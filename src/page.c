@@ -226,6 +226,9 @@ size_t _mc_page_punch_holes(mc_page_t *pg) {
     size_t ps = _mc_os_page_size(), bs = pg->block_size;
     size_t nos = (size_t)pg->capacity * bs / ps; /* OS pages wholly carved */
     if (nos == 0 || (size_t)pg->slice_count * MC_SLICE_SIZE / ps > 64) return 0;
+    /* Without a kept free list, used bounds the live blocks from above: a
+     * page it says is not sparse is left alone without walking anything. */
+    if (pg->free == NULL && (size_t)(pg->used - pg->pinned) * 4 > pg->capacity) return 0;
     _mc_page_normalize(pg);
     _mc_page_collect_thread_free(pg);
     /* Nothing freed since the last look (frees push on local_free). */

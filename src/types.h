@@ -218,6 +218,7 @@ typedef struct mc_heap_s {
     uint32_t sweep_bin;                    /* where the next sweep of remote frees starts */
     uint32_t trim_epoch;                   /* the global trim request last served */
     uint32_t grow_epoch;                   /* the last growth of the process seen */
+    uint64_t punched_at;                   /* when holes were last punched before growing (ms) */
     struct mc_heap_s *all_next, *all_prev; /* every live heap */
     struct mc_heap_s *pool_next;           /* in the pool of unused heaps */
 } mc_heap_t;
