@@ -190,7 +190,6 @@ size_t _mc_page_collect_thread_free(mc_page_t *pg);
 void _mc_page_free_remote(mc_page_t *pg, mc_block_t *block);
 bool _mc_page_arm_notify(mc_page_t *pg);
 bool _mc_page_disarm_notify(mc_page_t *pg);
-/* The start of the block holding p, or NULL if p is not inside a block. */
 /* The start of the block holding p (inside pg's span), or NULL if p is not
  * inside a block handed out so far.  Read by freeing threads while the
  * owner may carve more: a block handed out is below any capacity they can
