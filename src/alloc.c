@@ -249,8 +249,9 @@ void *_mc_realloc(void *p, size_t size) {
     if (w.page == NULL) {
         if (size > MC_LARGE_MAX) {
             void *q = _mc_huge_realloc(w.seg, size);
-            if (q == NULL) errno = ENOMEM;
-            return q;
+            if (q != NULL) return q;
+            /* The mapping could neither grow nor move (mremap refused, the
+             * map count at its limit...): a new block and a copy, below. */
         }
     } else if (size <= usable && size >= usable / 2) {
         return p;
