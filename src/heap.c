@@ -312,7 +312,7 @@ static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
         if (_mc_segment_cache_empty()) {
             heap_purge(heap, 0, true);
             uint64_t now = _mc_os_now_ms();
-            if (heap->punched_at == 0 || now - heap->punched_at >= MC_PUNCH_EVERY_MS) {
+            if (now - heap->punched_at >= MC_PUNCH_EVERY_MS) {
                 heap->punched_at = now;
                 heap_punch_holes(heap);
             }

@@ -649,6 +649,7 @@ bool _mc_segment_is_valid(const mc_segment_t *seg) {
     VALID(seg->kind == MC_SEGMENT_NORMAL);
     VALID((seg->free_map & 1) == 0);
     VALID((seg->dirty_map & ~seg->free_map) == 0);
+    VALID((seg->aged_map & ~seg->dirty_map) == 0);
     VALID((seg->dirty_map != 0) == (seg->purge_at != 0) ||
           mc_option(MC_OPTION_PURGE_DELAY_MS) == 0);
     size_t i = 1;
