@@ -164,6 +164,13 @@ mc_export void mc_test_fail_after(long n, bool repeat) {
     _mc_os_fail_after(n, repeat);
 }
 
+/* Which OS calls mc_test_fail_after counts and fails: 1 map, 2 remap,
+ * 4 purge, or a sum of them (all, 7, at first). */
+mc_export void mc_test_fail_kinds(unsigned kinds);
+mc_export void mc_test_fail_kinds(unsigned kinds) {
+    _mc_os_fail_kinds(kinds);
+}
+
 /* ---- glibc extras ---------------------------------------------------------------------------- */
 mc_export struct mallinfo2 mallinfo2(void) {
     mc_stats_t st;

@@ -45,15 +45,22 @@ static void count_mapped(size_t added, size_t removed) {
 /* ---- Fault injection ------------------------------------------------------ */
 static _Atomic long fault_countdown = -1;
 static _Atomic bool fault_repeat;
+static _Atomic unsigned fault_kinds = MC_OS_FAULT_ALL;
 
 void _mc_os_fail_after(long n, bool repeat) {
     atomic_store(&fault_repeat, repeat);
     atomic_store(&fault_countdown, n);
 }
 
-/* True when this call must fail (only in fault-injection builds). */
-static bool fault_now(void) {
+void _mc_os_fail_kinds(unsigned kinds) {
+    atomic_store(&fault_kinds, kinds);
+}
+
+/* True when this call, of the given kind, must fail (only in fault-injection
+ * builds). */
+static bool fault_now(unsigned kind) {
     if (!MC_FAULT_INJECT) return false;
+    if ((atomic_load_explicit(&fault_kinds, memory_order_relaxed) & kind) == 0) return false;
     long n = atomic_load_explicit(&fault_countdown, memory_order_relaxed);
     while (n >= 0) {
         long next = n > 0 ? n - 1 : (atomic_load(&fault_repeat) ? 0 : -1);
@@ -80,7 +87,7 @@ size_t _mc_os_page_size(void) {
 }
 
 static void *raw_map(size_t size) {
-    if (fault_now()) return NULL;
+    if (fault_now(MC_OS_FAULT_MAP)) return NULL;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     count_add(&os_count.mmap_calls, 1);
     if (p == MAP_FAILED) return NULL;
@@ -119,7 +126,7 @@ void *_mc_os_map_aligned(size_t size, size_t align, size_t offset) {
 }
 
 int _mc_os_purge(void *p, size_t size, bool madv_free) {
-    if (fault_now()) return -1;
+    if (fault_now(MC_OS_FAULT_PURGE)) return -1;
     count_add(&os_count.purge_calls, 1);
     int advice = MADV_DONTNEED;
 #ifdef MADV_FREE
@@ -133,7 +140,7 @@ int _mc_os_purge(void *p, size_t size, bool madv_free) {
 }
 
 void *_mc_os_remap(void *p, size_t old_size, size_t new_size, void *target) {
-    if (fault_now()) return NULL;
+    if (fault_now(MC_OS_FAULT_REMAP)) return NULL;
     count_add(&os_count.mremap_calls, 1);
     void *q;
     if (target == NULL) {

@@ -112,5 +112,12 @@ void _mc_os_counters(mc_os_counters_t *out);
  * purge from now fails, and with repeat every later one too until
  * _mc_os_fail_after(-1).  In other builds the calls do nothing. */
 void _mc_os_fail_after(long n, bool repeat);
+/* Which calls count (and fail) from now: a set of MC_OS_FAULT_* (all of them
+ * at first). */
+#define MC_OS_FAULT_MAP   1u /* map, map_aligned */
+#define MC_OS_FAULT_REMAP 2u
+#define MC_OS_FAULT_PURGE 4u
+#define MC_OS_FAULT_ALL   7u
+void _mc_os_fail_kinds(unsigned kinds);
 
 #endif

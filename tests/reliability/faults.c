@@ -35,6 +35,10 @@
  *   threads  three threads trading blocks and exiting with live ones; the
  *            main thread frees what they left
  *
+ * Before the sweeps, one direct case: with every mremap refused (and only
+ * those: mc_test_fail_kinds), huge blocks grown and shrunk by realloc must
+ * still work, by a copy, keeping their contents.
+ *
  *   faults [-p points]         every sweep: one "ok"/"not ok" line each
  *                              (names: "<workload>/once", "<workload>/repeat");
  *                              at most about 80 fault points per sweep (or
@@ -60,6 +64,7 @@
 
 /* Exported by build/fault (a no-op in other flavours); not in mclone.h. */
 void mc_test_fail_after(long n, bool repeat);
+void mc_test_fail_kinds(unsigned kinds); /* 1 map, 2 remap, 4 purge */
 
 enum { MAX_BLOCKS = 4096, MAX_SAY = 40 };
 
@@ -614,6 +619,46 @@ static void sweep(int w, bool repeat) {
     CHECKF(failed == 0, "%ld fault points failed", failed);
 }
 
+/* realloc of huge blocks when the kernel refuses every mremap but maps
+ * memory: growing must still work, by a copy, with the contents kept (a
+ * mapping that can neither grow nor move is not an out-of-memory). */
+static void remap_refused(void) {
+    check_test_failed = 0;
+    const size_t mib = (size_t)1 << 20;
+    size_t sizes[] = {6 * mib, 9 * mib, 40 * mib, 41 * mib, 12 * mib, 3 * mib, 64 * mib};
+    size_t n = 5 * mib;
+    unsigned char *p = mc_malloc(n);
+    CHECKF(p != NULL, "mc_malloc(%zu) failed", n);
+    if (p == NULL) return;
+    for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(i * 7 + 1);
+    mc_stats_t before, after;
+    mc_stats_get(&before);
+    mc_test_fail_kinds(2);
+    mc_test_fail_after(0, true);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        unsigned char *q = mc_realloc(p, sizes[k]);
+        CHECKF(q != NULL, "mc_realloc(%zu -> %zu) failed with mremap refused", n, sizes[k]);
+        if (q == NULL) break;
+        size_t keep = n < sizes[k] ? n : sizes[k], bad = keep;
+        for (size_t i = 0; i < keep && bad == keep; i++)
+            if (q[i] != (unsigned char)(i * 7 + 1)) bad = i;
+        CHECKF(bad == keep, "mc_realloc(%zu -> %zu): byte %zu lost", n, sizes[k], bad);
+        for (size_t i = keep; i < sizes[k]; i++) q[i] = (unsigned char)(i * 7 + 1);
+        p = q;
+        n = sizes[k];
+    }
+    mc_stats_get(&after);
+    mc_test_fail_after(-1, false);
+    mc_test_fail_kinds(7);
+    CHECKF(after.mremap_calls == before.mremap_calls, "%zu mremap calls went through while refused",
+           after.mremap_calls - before.mremap_calls);
+    CHECK(mc_heap_check() == 0);
+    mc_free(p);
+    printf("%s %shuge realloc with mremap refused\n", check_test_failed ? "not ok" : "ok",
+           check_prefix);
+    check_any_failed |= check_test_failed;
+}
+
 int main(int argc, char **argv) {
     long values[] = {-1, -1, 0, max_points};
     if (parse_options(argc, argv, "wnrp", values) != 0) return 2;
@@ -629,6 +674,7 @@ int main(int argc, char **argv) {
                workloads[values[0]].name, values[1], values[2] ? " (repeat)" : "");
         return bad ? 1 : 0;
     }
+    remap_refused();
     for (int w = 0; w < WORKLOADS; w++)
         for (int repeat = 0; repeat < 2; repeat++) {
             check_test_failed = 0;
