@@ -424,9 +424,9 @@ static void huge_purge(mc_segment_t *seg) {
     seg->purge_at = 0;
 }
 
-/* The cached mapping to serve len bytes: the smallest at least that large,
- * or else the largest (which will grow).  Taken out of the cache. */
-static mc_segment_t *huge_cache_take(size_t len) {
+/* Take out of the cache the smallest mapping of len bytes or more, or with
+ * or_largest, failing that, the largest there is.  NULL if none. */
+static mc_segment_t *huge_cache_remove(size_t len, bool or_largest) {
     if (atomic_load_explicit(&huge_cache_count, memory_order_relaxed) == 0) return NULL;
     _mc_lock(&cache_lock);
     mc_segment_t *fit = NULL, *largest = NULL;
@@ -434,12 +434,19 @@ static mc_segment_t *huge_cache_take(size_t len) {
         if (s->size >= len && (fit == NULL || s->size < fit->size)) fit = s;
         if (s->size < len && (largest == NULL || s->size > largest->size)) largest = s;
     }
-    mc_segment_t *seg = fit != NULL ? fit : largest;
+    mc_segment_t *seg = fit != NULL ? fit : or_largest ? largest : NULL;
     if (seg != NULL) {
         list_remove(&huge_cache, seg);
         atomic_fetch_sub_explicit(&huge_cache_count, 1, memory_order_relaxed);
     }
     _mc_unlock(&cache_lock);
+    return seg;
+}
+
+/* The cached mapping to serve len bytes: the smallest at least that large,
+ * or else the largest (which will grow).  Taken out of the cache. */
+static mc_segment_t *huge_cache_take(size_t len) {
+    mc_segment_t *seg = huge_cache_remove(len, true);
     if (seg != NULL) {
         seg->state = MC_SEGMENT_ALONE;
         _mc_stats_committed((long)seg->size);
@@ -453,16 +460,7 @@ static mc_segment_t *huge_cache_take(size_t len) {
  * have purged those pages (see below) and then faulted in new ones.  The rest
  * of the mapping is unmapped.  NULL if there is none. */
 static mc_segment_t *segment_from_huge(void) {
-    if (atomic_load_explicit(&huge_cache_count, memory_order_relaxed) == 0) return NULL;
-    _mc_lock(&cache_lock);
-    mc_segment_t *seg = NULL;
-    for (mc_segment_t *h = huge_cache; h != NULL; h = h->next)
-        if (h->size >= MC_SEGMENT_SIZE && (seg == NULL || h->size < seg->size)) seg = h;
-    if (seg != NULL) {
-        list_remove(&huge_cache, seg);
-        atomic_fetch_sub_explicit(&huge_cache_count, 1, memory_order_relaxed);
-    }
-    _mc_unlock(&cache_lock);
+    mc_segment_t *seg = huge_cache_remove(MC_SEGMENT_SIZE, false);
     if (seg == NULL) return NULL;
     if (seg->size > MC_SEGMENT_SIZE &&
         _mc_os_unmap((uint8_t *)seg + MC_SEGMENT_SIZE, seg->size - MC_SEGMENT_SIZE) != 0) {
