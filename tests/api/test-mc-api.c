@@ -964,6 +964,35 @@ TEST(usable_size_matches) {
     }
 }
 
+/* Size classes: every request up to 128 KiB rounds up by at most an eighth
+ * (plus 16 bytes, for the smallest), and a power of two plus a header of up
+ * to 16 bytes (SQLite asks for 1032 and 4104) rounds up to 2^k + 16. */
+TEST(size_classes_are_tight) {
+    size_t worst = 0, worst_n = 0;
+    for (size_t n = 1; n <= 128 * KiB; n += n < 4096 ? 1 : 7) {
+        void *p = mc_malloc(n);
+        CHECK(p != NULL);
+        if (!p) return;
+        size_t u = mc_usable_size(p);
+        mc_free(p);
+        CHECKF(u >= n && u <= n + n / 8 + 16, "%zu bytes: usable %zu", n, u);
+        if (u - n > worst) worst = u - n, worst_n = n;
+    }
+    printf("# size classes: the most a request rounds up is %zu bytes (%zu asked)\n", worst,
+           worst_n);
+    for (size_t k = 10; k <= 16; k++) {
+        for (size_t h = 1; h <= 16; h++) {
+            size_t n = ((size_t)1 << k) + h;
+            void *p = mc_malloc(n);
+            CHECK(p != NULL);
+            if (!p) return;
+            CHECKF(mc_usable_size(p) == ((size_t)1 << k) + 16, "%zu bytes: usable %zu", n,
+                   mc_usable_size(p));
+            mc_free(p);
+        }
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "options") == 0) return child_options();
     if (argc > 1 && strcmp(argv[1], "noop") == 0) return child_noop();
@@ -986,6 +1015,7 @@ int main(int argc, char **argv) {
     RUN(mallinfo_follows_allocation);
     RUN(mallopt_accepts_everything);
     RUN(usable_size_matches);
+    RUN(size_classes_are_tight);
     RUN(huge_mapping_becomes_segment);
     return check_exit_status();
 }
