@@ -82,5 +82,6 @@
 #define MC_SWEEP_PAGES            128 /* pages looked at per sweep of remote frees */
 #define MC_SWEEP_BINS             16  /* bins looked at per sweep */
 #define MC_PUNCH_EVERY_MS         100 /* holes looked for, before growing, at most this often */
+#define MC_VISIT_BACKLOG          4   /* abandoned segments above which every heap visits */
 
 #endif

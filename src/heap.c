@@ -25,6 +25,7 @@ static size_t heaps_chunk_left;
 static uint32_t heaps_next_tag = MC_TAG_FIRST;
 
 static _Atomic uint32_t trim_epoch;
+static _Atomic uint64_t visited_at; /* when an abandoned segment was last visited (ms) */
 
 static void heap_page_free(mc_heap_t *heap, mc_page_t *pg);
 static void heap_drain_notified(mc_heap_t *heap);
@@ -496,7 +497,16 @@ void _mc_heap_maintain(mc_heap_t *heap) {
     heap->maintained_at = now;
     heap_sweep_remote(heap);
     _mc_segments_maintain(now, false);
-    heap_visit_abandoned(); /* memory of exited threads goes back to the OS */
+    /* Memory of exited threads goes back to the OS: a visit to one of their
+     * segments per clock tick in the whole process, not per heap (a program
+     * that starts many short threads would otherwise have each of them walk
+     * the pages of a segment at its first maintenance), unless the segments
+     * are left faster than that, with more than MC_VISIT_BACKLOG waiting. */
+    uint64_t last = atomic_load_explicit(&visited_at, memory_order_relaxed);
+    if (_mc_segments_abandoned() > MC_VISIT_BACKLOG ||
+        (last != now && atomic_compare_exchange_strong_explicit(
+                            &visited_at, &last, now, memory_order_relaxed, memory_order_relaxed)))
+        heap_visit_abandoned();
 }
 
 void _mc_heap_collect(mc_heap_t *heap, bool force) {
