@@ -320,7 +320,10 @@ void _mc_page_free_remote(mc_page_t *pg, mc_block_t *block) {
         block->next = (mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE);
     } while (!atomic_compare_exchange_weak_explicit(
         &pg->thread_free, &tf, (uintptr_t)block | (state == MC_TF_NOTIFY ? MC_TF_BUSY : state),
-        memory_order_release, memory_order_relaxed));
+        memory_order_acq_rel, memory_order_relaxed));
+    /* (Acquire as well: claiming NOTIFY must see what the owner did before
+     * it armed the page, such as clearing notify_next when it last drained
+     * its notified list.) */
     if (state != MC_TF_NOTIFY) return;
     /* This free claimed the notification: put the page on its owner's list,
      * then end the BUSY state, which the owner may be waiting for. */
