@@ -124,6 +124,8 @@ static void phase_end(worker_t *w, const char *name) {
     pthread_barrier_wait(&barrier);
 }
 
+static pthread_mutex_t trim_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void *worker_main(void *arg) {
     worker_t *w = arg;
     for (long i = 0; i < opt_objects; i++) object_new(w, i);
@@ -140,7 +142,13 @@ static void *worker_main(void *arg) {
         if (i % 10 != 0) object_free(w, i);
     phase_end(w, "shrink");
 
-    malloc_trim(0); /* in every thread: some allocators trim per thread */
+    /* In every thread (some allocators trim per thread), one at a time:
+     * glibc's malloc_trim, reached first from two threads at once in a
+     * program whose malloc is not glibc's (ASan's, say), races in its own
+     * set-up and can crash. */
+    pthread_mutex_lock(&trim_lock);
+    malloc_trim(0);
+    pthread_mutex_unlock(&trim_lock);
     phase_end(w, "trim");
 
     for (long i = 0; i < opt_objects; i++) object_free(w, i);

@@ -25,11 +25,14 @@ build/bench:
 
 TEST_DEPS += bench-build
 
-# libmclone is built first; if it does not build, the other allocators are
-# still measured (run.sh says which ones it found).
+# libmclone and the first-fit teaching allocator are built first; if one
+# does not build, the other allocators are still measured (run.sh says which
+# ones it found).
 bench: bench-build
 	@$(MAKE) --no-print-directory all || \
 	    echo "bench: libmclone did not build; measuring what is there" >&2
+	@$(MAKE) --no-print-directory build/libfirstfit.so || \
+	    echo "bench: libfirstfit did not build; measuring what is there" >&2
 	@$(if $(QUICK),BENCH_QUICK='$(QUICK)') \
 	 $(if $(R),BENCH_REPS='$(R)') \
 	 $(if $(THREADS),BENCH_THREADS='$(THREADS)') \
