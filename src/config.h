@@ -49,14 +49,19 @@
 /* ---- Size ranges -----------------------------------------------------------
  * small: bins, served through the direct table; medium: bins of larger pages;
  * large: a span of its own; huge: a mapping of its own. */
-#define MC_SMALL_MAX      1024
-#define MC_DIRECT_COUNT   (MC_SMALL_MAX / 8 + 1) /* index (size + 7) / 8 */
-#define MC_MEDIUM_MAX     ((size_t)128 * 1024)
-#define MC_LARGE_MAX      (MC_SEGMENT_SIZE / 2)
-#define MC_BIN_COUNT      97 /* bins 1..96; bin 0 unused (page.c) */
-#define MC_BIN_HEADER_LOG 10 /* from 2^10 on, a bin of 2^k + 16 (page.c) */
-#define MC_BIN_FULL       MC_BIN_COUNT
-#define MC_MAX_ALIGN      16 /* the alignment of every block of 16 bytes or more */
+#define MC_SMALL_MAX    1024
+#define MC_DIRECT_COUNT (MC_SMALL_MAX / 8 + 1) /* index (size + 7) / 8 */
+#define MC_MEDIUM_MAX   ((size_t)128 * 1024)
+#define MC_LARGE_MAX    (MC_SEGMENT_SIZE / 2)
+#define MC_MEDIUM_LOG   17 /* MC_MEDIUM_MAX = 2^17 */
+/* Bins (page.c): 1 (8 B), 2-9 (16-128 B), eight per power of two up to
+ * 2^MC_BIN_HEADER_LOG, then nine (2^k + 16 first) up to MC_MEDIUM_MAX:
+ * bins 1..96, bin 0 unused. */
+#define MC_BIN_HEADER_LOG   10
+#define MC_BIN_HEADER_FIRST (10 + (MC_BIN_HEADER_LOG - 7) * 8) /* the bin of 2^10 + 16 */
+#define MC_BIN_COUNT        (MC_BIN_HEADER_FIRST + (MC_MEDIUM_LOG - MC_BIN_HEADER_LOG) * 9)
+#define MC_BIN_FULL         MC_BIN_COUNT
+#define MC_MAX_ALIGN        16 /* the alignment of every block of 16 bytes or more */
 /* page->recip = 2^MC_RECIP_SHIFT / block_size + 1 is exact for offsets below
  * 2^(MC_RECIP_SHIFT - 18) = 4 MiB and block sizes up to MC_MEDIUM_MAX = 2^17:
  * the error, below off / 2^MC_RECIP_SHIFT, stays under 1 / block_size. */

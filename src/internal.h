@@ -155,7 +155,7 @@ static inline size_t mc_bin_of(size_t size) {
     size_t s = size - 1;
     size_t b = 63 - (size_t)__builtin_clzll(s); /* 2^b <= s < 2^(b+1), b >= 7 */
     if (b < MC_BIN_HEADER_LOG) return 10 + (b - 7) * 8 + ((s >> (b - 3)) & 7);
-    size_t first = 10 + (MC_BIN_HEADER_LOG - 7) * 8 + (b - MC_BIN_HEADER_LOG) * 9;
+    size_t first = MC_BIN_HEADER_FIRST + (b - MC_BIN_HEADER_LOG) * 9;
     return first + (size <= ((size_t)1 << b) + 16 ? 0 : 1 + ((s >> (b - 3)) & 7));
 }
 size_t _mc_bin_size(size_t bin);

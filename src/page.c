@@ -19,15 +19,16 @@
  *   (The 2^k + 16 bins hold no multiple of 32, so they do not change that.)
  * mc_bin_of (internal.h, inline for the slow path of malloc) maps a size to
  * its bin. */
+_Static_assert(MC_MEDIUM_MAX == (size_t)1 << MC_MEDIUM_LOG, "MC_MEDIUM_LOG names MC_MEDIUM_MAX");
+
 size_t _mc_bin_size(size_t bin) {
     if (bin <= 1) return 8;
     if (bin <= 9) return (bin - 1) * 16;
-    size_t first = 10 + (MC_BIN_HEADER_LOG - 7) * 8; /* the first 2^k + 16 bin */
-    if (bin < first) {
+    if (bin < MC_BIN_HEADER_FIRST) {
         size_t k = bin - 10, b = 7 + k / 8;
         return ((size_t)1 << b) + (k % 8 + 1) * ((size_t)1 << (b - 3));
     }
-    size_t k = bin - first, b = MC_BIN_HEADER_LOG + k / 9, j = k % 9;
+    size_t k = bin - MC_BIN_HEADER_FIRST, b = MC_BIN_HEADER_LOG + k / 9, j = k % 9;
     return ((size_t)1 << b) + (j == 0 ? 16 : j * ((size_t)1 << (b - 3)));
 }
 
