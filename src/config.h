@@ -74,9 +74,13 @@
  * (so a fresh page touches memory gradually) and at least MC_EXTEND_MIN. */
 #define MC_EXTEND_BYTES 4096
 #define MC_EXTEND_MIN   4
-/* A refill from local_free of fewer blocks than this carves the difference
- * (if the page has room): see _mc_page_collect. */
-#define MC_REFILL_MIN 32
+/* A refill from local_free of fewer blocks than this, or than
+ * MC_REFILL_BYTES worth, carves the difference (if the page has room): see
+ * _mc_page_collect.  The bytes bound keeps the short cycles of classes with
+ * few live blocks small: with 32 blocks for every class, each class of 256 B
+ * to 1 KiB in use kept 8-32 KiB of idle blocks carved. */
+#define MC_REFILL_MIN   32
+#define MC_REFILL_BYTES 2048
 
 /* ---- Memory return defaults (options override them at run time) ---------- */
 #define MC_PURGE_DELAY_MS_DEFAULT 10

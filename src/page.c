@@ -187,13 +187,15 @@ void _mc_page_collect(mc_page_t *pg) {
         pg->uncounted = pg->local_free != NULL;
         /* A thread that frees and allocates a few blocks in turn, in a page
          * that is mostly free, would come here every few calls: such a short
-         * cycle grows by carving, up to MC_REFILL_MIN blocks, so the slow
-         * path runs at most once per that many allocations.  (A page whose
-         * blocks are mostly live carves when it runs out, as usual.) */
+         * cycle grows by carving, up to MC_REFILL_MIN blocks and at most
+         * MC_REFILL_BYTES, so the slow path runs at most once per that many
+         * allocations.  (A page whose blocks are mostly live carves when it
+         * runs out, as usual.) */
         uint32_t others = pg->capacity - pg->holed - got; /* live, or on their way back */
-        if (pg->kind == MC_KIND_SMALL && got < MC_REFILL_MIN && others <= got &&
-            pg->capacity < pg->reserved)
-            page_carve(pg, MC_REFILL_MIN - got);
+        uint32_t want = MC_REFILL_BYTES / pg->block_size;
+        if (want > MC_REFILL_MIN) want = MC_REFILL_MIN;
+        if (pg->kind == MC_KIND_SMALL && got < want && others <= got && pg->capacity < pg->reserved)
+            page_carve(pg, want - got);
         return;
     }
     pg->free = page_take_thread_free(pg);
