@@ -1053,6 +1053,39 @@ TEST(short_cycles_carve_little) {
            "%zu bytes carved for %zu live", grown, live);
 }
 
+/* A thread that exits leaves its segments to others: their free slices go
+ * back to the OS at once ("resident" counts those not purged yet). */
+static void *leave_free_slices(void *arg) {
+    enum { N = 24 };
+    void **kept = arg, *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = mc_malloc(256 * KiB);
+        if (p[i]) memset(p[i], i, 256 * KiB);
+    }
+    kept[0] = p[0], kept[1] = p[N - 1]; /* so that no segment is wholly free */
+    for (int i = 1; i < N - 1; i++) mc_free(p[i]);
+    return NULL;
+}
+
+TEST(exited_threads_purge_free_slices) {
+    mc_stats_t a, b;
+    void *kept[2] = {NULL, NULL};
+    pthread_t t;
+    mc_stats_get(&a);
+    CHECK(pthread_create(&t, NULL, leave_free_slices, kept) == 0);
+    pthread_join(t, NULL);
+    mc_stats_get(&b);
+    size_t idle_a = a.resident - a.committed, idle_b = b.resident - b.committed;
+    CHECKF(kept[0] != NULL && kept[1] != NULL, "blocks %p %p", kept[0], kept[1]);
+    CHECKF(idle_b <= idle_a + 1 * MiB,
+           "free memory not purged: %zu KiB before the thread, %zu after", idle_a / KiB,
+           idle_b / KiB);
+    printf("# free memory not purged: %zu KiB before the thread, %zu after\n", idle_a / KiB,
+           idle_b / KiB);
+    mc_free(kept[0]);
+    mc_free(kept[1]);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "options") == 0) return child_options();
     if (argc > 1 && strcmp(argv[1], "noop") == 0) return child_noop();
@@ -1077,6 +1110,7 @@ int main(int argc, char **argv) {
     RUN(usable_size_matches);
     RUN(size_classes_are_tight);
     RUN(short_cycles_carve_little);
+    RUN(exited_threads_purge_free_slices);
     RUN(huge_mapping_becomes_segment);
     return check_exit_status();
 }
