@@ -1086,6 +1086,36 @@ TEST(exited_threads_purge_free_slices) {
     mc_free(kept[1]);
 }
 
+/* A block that realloc grows into a huge one takes a cached mapping whole,
+ * up to eight times its size, and grows on inside it: no munmap of the rest,
+ * no mremap to get it back. */
+TEST(growing_block_keeps_cached_mapping) {
+    mc_trim(0); /* an empty huge cache */
+    void *big = mc_malloc(16 * MiB);
+    CHECK(big != NULL);
+    if (!big) return;
+    memset(big, 1, 16 * MiB);
+    mc_free(big);
+    mc_stats_t a, b;
+    mc_stats_get(&a);
+    unsigned char *p = mc_malloc(1 * MiB), *q;
+    CHECK(p != NULL);
+    if (!p) return;
+    memset(p, 7, 1 * MiB);
+    for (size_t n = 3 * MiB; n <= 12 * MiB; n += 3 * MiB) {
+        q = mc_realloc(p, n);
+        CHECKF(q != NULL, "realloc to %zu MiB", n / MiB);
+        if (!q) break;
+        p = q;
+    }
+    mc_stats_get(&b);
+    CHECKF(p[0] == 7 && p[MiB - 1] == 7, "contents %d %d", p[0], p[MiB - 1]);
+    CHECKF(b.munmap_calls == a.munmap_calls && b.mremap_calls == a.mremap_calls,
+           "munmap %zu -> %zu, mremap %zu -> %zu", a.munmap_calls, b.munmap_calls, a.mremap_calls,
+           b.mremap_calls);
+    mc_free(p);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "options") == 0) return child_options();
     if (argc > 1 && strcmp(argv[1], "noop") == 0) return child_noop();
@@ -1111,6 +1141,7 @@ int main(int argc, char **argv) {
     RUN(size_classes_are_tight);
     RUN(short_cycles_carve_little);
     RUN(exited_threads_purge_free_slices);
+    RUN(growing_block_keeps_cached_mapping);
     RUN(huge_mapping_becomes_segment);
     return check_exit_status();
 }
