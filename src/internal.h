@@ -135,8 +135,13 @@ bool _mc_huge_is_live(const mc_segment_t *seg);
 void _mc_caches_purge_now(void);
 uint32_t _mc_grow_epoch(void);
 bool _mc_segment_cache_empty(void);
+/* A huge block may use its mapping to the end, up to half again what was
+ * last asked and 2 MiB: a block that grew into a larger cached mapping keeps
+ * the rest as room to grow (realloc), not as size to report. */
 static inline size_t mc_huge_usable(const mc_segment_t *seg, const void *p) {
-    return seg->size - (size_t)((const uint8_t *)p - (const uint8_t *)seg);
+    size_t whole = seg->size - (size_t)((const uint8_t *)p - (const uint8_t *)seg);
+    size_t room = seg->huge_asked + seg->huge_asked / 2 + MC_LARGE_MAX;
+    return whole < room ? whole : room;
 }
 /* Visit every mapped segment under the registry lock (stats, heap map). */
 void _mc_segments_visit(void (*visit)(const mc_segment_t *seg, void *arg), void *arg);
