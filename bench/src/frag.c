@@ -1,6 +1,6 @@
 /* frag: fragmentation, measured as resident memory.
  *
- * Fill the heap with blocks of mixed sizes (16 B-2 KiB), free a random 90%
+ * Fill the heap with blocks of mixed sizes (16 B-1 KiB), free a random 90%
  * of them, then allocate larger blocks (2-16 KiB) until as many bytes are
  * live as at the start.  An allocator that cannot reuse the holes left by
  * the small blocks for the large ones has to grow.  Every block is written
@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
     uint64_t live = 0;
     uint32_t tag = 0;
 
-    /* fill: 16 B - 2 KiB */
+    /* fill: 16 B - 1 KiB */
     while (live < target) {
         if (n == cap) {
             cap *= 2;
