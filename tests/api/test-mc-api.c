@@ -1116,6 +1116,44 @@ TEST(growing_block_keeps_cached_mapping) {
     mc_free(p);
 }
 
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A freed huge block waits in the cache, resident, and goes back to the OS
+ * after a second unused, at the maintenance of some slow path.  This needs
+ * the allocator's clock (the vDSO's, or the system call): one that stood
+ * still, or ran wild, would keep the block for ever or drop it at once. */
+TEST(cached_memory_goes_back_in_time) {
+    mc_trim(0);
+    mc_stats_t a, b;
+    void *big = mc_malloc(8 * MiB);
+    CHECK(big != NULL);
+    if (big) memset(big, 1, 8 * MiB);
+    mc_free(big);
+    mc_stats_get(&a);
+    CHECKF(a.resident >= a.committed + 8 * MiB, "resident %zu, committed %zu after the free",
+           a.resident, a.committed);
+    void *p[1000];
+    double start = now_seconds(), kept = 0, gone = -1;
+    while (now_seconds() - start < 5) {
+        for (int i = 0; i < 1000; i++) p[i] = mc_malloc(48);
+        for (int i = 0; i < 1000; i++) mc_free(p[i]);
+        mc_stats_get(&b);
+        if (b.resident < b.committed + 1 * MiB) {
+            gone = now_seconds() - start;
+            break;
+        }
+        kept = now_seconds() - start;
+        usleep(1000);
+    }
+    printf("# the cached block was still resident after %.3f s, gone after %.3f s\n", kept, gone);
+    CHECKF(gone > 0, "still resident after %.1f s", kept);
+    CHECKF(kept >= 0.5, "gone after %.3f s, not kept", gone);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "options") == 0) return child_options();
     if (argc > 1 && strcmp(argv[1], "noop") == 0) return child_noop();
@@ -1142,6 +1180,7 @@ int main(int argc, char **argv) {
     RUN(short_cycles_carve_little);
     RUN(exited_threads_purge_free_slices);
     RUN(growing_block_keeps_cached_mapping);
+    RUN(cached_memory_goes_back_in_time);
     RUN(huge_mapping_becomes_segment);
     return check_exit_status();
 }
