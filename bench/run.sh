@@ -175,12 +175,28 @@ began=$(date +%s)
 echo "bench: $mode run, $reps repetitions, $threads threads, scale $scale, ${limit}s limit per run"
 echo "bench: allocators: ${allocators[*]}"
 
+# rep_copy LIBRARY NAME REP: the path of a copy of LIBRARY made for
+# repetition REP.  Each repetition runs every allocator from a file of its
+# own: on the bench machine, two byte-identical copies of one library ran
+# fastpath in 0.32 and 0.69 s, every time, because where a file's pages
+# land in physical memory sticks to the file; a fresh copy per repetition
+# turns that into variation between repetitions, which the median absorbs.
+rep_copy() {
+    local src=$1 dst=$root/$tmp/lib/$2/rep$3/${1##*/}
+    [[ "$tmp" = /* ]] && dst=$tmp/lib/$2/rep$3/${1##*/}
+    if ! [ -f "$dst" ]; then
+        mkdir -p "${dst%/*}" && cp "$src" "$dst" || dst=$src
+    fi
+    echo "$dst"
+}
+
 # run_one WORKLOAD-SPEC ALLOCATOR REP: appends one line to the CSV and
 # returns 1 on a timeout
 run_one() {
     local name kind cmdline
     IFS='|' read -r name kind cmdline <<<"$1"
     local alloc=$2 rep=$3 lib=${lib_of[$2]}
+    [ -n "$lib" ] && lib=$(rep_copy "$lib" "$alloc" "$rep")
     cmdline=${cmdline//@S@/$scale}
     cmdline=${cmdline//@T@/$threads}
     cmdline=${cmdline//@B@/$bin}
@@ -191,7 +207,7 @@ run_one() {
     if [ "$kind" = script ]; then
         # redis: the glibc column goes through the shim (redis links jemalloc)
         local pre=$lib
-        [ -z "$pre" ] && pre=$bin/libglibc-shim.so
+        [ -z "$pre" ] && pre=$(rep_copy "$bin/libglibc-shim.so" glibc "$rep")
         BENCH_OUT=$timef BENCH_PRELOAD=$pre BENCH_TIMEOUT=$limit \
             timeout -k 5 $((limit + 30)) "${cmd[@]}" >"$out" 2>"$err"
         status=$?
