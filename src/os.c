@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -96,11 +97,6 @@ static const char *const vdso_clock_name =
     NULL;
 #endif
 
-static bool same_name(const char *a, const char *b) {
-    while (*a != '\0' && *a == *b) a++, b++;
-    return *a == *b;
-}
-
 static void *vdso_symbol(const char *name) {
     uintptr_t base = (uintptr_t)getauxval(AT_SYSINFO_EHDR);
     if (base == 0) return NULL;
@@ -132,7 +128,7 @@ static void *vdso_symbol(const char *name) {
     if (sym == NULL || str == NULL || hash == NULL) return NULL;
     for (Elf32_Word i = 0; i < hash[1]; i++) {
         if (ELF64_ST_TYPE(sym[i].st_info) != STT_FUNC || sym[i].st_shndx == SHN_UNDEF) continue;
-        if (same_name(str + sym[i].st_name, name)) return (void *)(bias + sym[i].st_value);
+        if (strcmp(str + sym[i].st_name, name) == 0) return (void *)(bias + sym[i].st_value);
     }
     return NULL;
 }

@@ -192,10 +192,12 @@ void _mc_page_collect(mc_page_t *pg) {
          * allocations.  (A page whose blocks are mostly live carves when it
          * runs out, as usual.) */
         uint32_t others = pg->capacity - pg->holed - got; /* live, or on their way back */
-        uint32_t want = MC_REFILL_BYTES / pg->block_size;
-        if (want > MC_REFILL_MIN) want = MC_REFILL_MIN;
-        if (pg->kind == MC_KIND_SMALL && got < want && others <= got && pg->capacity < pg->reserved)
-            page_carve(pg, want - got);
+        if (pg->kind == MC_KIND_SMALL && got < MC_REFILL_MIN && others <= got &&
+            pg->capacity < pg->reserved) {
+            uint32_t want = MC_REFILL_BYTES / pg->block_size; /* divides only here */
+            if (want > MC_REFILL_MIN) want = MC_REFILL_MIN;
+            if (got < want) page_carve(pg, want - got);
+        }
         return;
     }
     pg->free = page_take_thread_free(pg);

@@ -280,7 +280,7 @@ void _mc_segment_release(mc_segment_t *seg) {
  * without page faults.  (A program whose threads come and go each left its
  * free slices resident until the next visit: 7 of powtwo's 37 MiB.) */
 void _mc_segment_abandon(mc_segment_t *seg) {
-    if (seg->dirty_map != 0) _mc_segment_purge(seg, 0, true);
+    _mc_segment_purge(seg, 0, true);
     segment_disown(seg);
     _mc_lock(&abandoned_lock);
     seg->state = MC_SEGMENT_ABANDONED;
