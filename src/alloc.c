@@ -24,11 +24,7 @@ static void *heap_alloc(mc_heap_t *heap, size_t size, size_t align, bool *is_zer
     *is_zero = false;
     if (align <= MC_MAX_ALIGN) {
         if (size <= MC_MEDIUM_MAX) {
-            mc_page_t *pg = _mc_heap_page_for_bin(heap, mc_bin_of(size));
-            if (pg == NULL) return NULL;
-            mc_block_t *b = pg->free;
-            pg->free = b->next;
-            return b;
+            return _mc_heap_alloc_bin(heap, mc_bin_of(size));
         }
         if (size <= MC_LARGE_MAX) return _mc_heap_alloc_large(heap, size, is_zero);
     }
@@ -156,7 +152,11 @@ mc_noinline void _mc_free_generic(void *p) {
                 else
                     _mc_heap_free_local(heap, pg, w.block);
             } else {
+                /* (Read before the push: once pushed, the block may be
+                 * collected and its page released.) */
+                uint16_t bin = pg->remote_bin;
                 _mc_page_free_remote(pg, w.block);
+                if (bin != 0 && heap != &_mc_heap_empty) heap->foreign_page[bin] = pg;
             }
         }
     }

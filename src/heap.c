@@ -293,6 +293,18 @@ static void heap_punch_holes(mc_heap_t *heap) {
     }
 }
 
+/* The heap took slices that were not resident (purged, or never used): the
+ * process grows, so the other heaps give back their free slices at their
+ * next maintenance, as when a segment is mapped.  Without this, the free
+ * slices of a heap whose share of the work shrank waited out the purge
+ * delay while another heap faulted in new ones (powtwo: 28 -> 26 MiB).
+ * The heap's own growth is no reason for it to purge, so its epoch follows
+ * along, unless another heap grew since it last looked. */
+static void heap_note_growth(mc_heap_t *heap) {
+    uint32_t epoch = _mc_grow_epoch_bump();
+    if (heap->grow_epoch == epoch - 1) heap->grow_epoch = epoch;
+}
+
 /* n free slices in one of the heap's segments, in address order; else from
  * an abandoned segment, the segment cache, or the OS. */
 static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
@@ -302,7 +314,9 @@ static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
             int idx = _mc_segment_find_span(seg, n);
             if (idx < 0) continue;
             if (seg->free_map == MC_SEGMENT_ALL_FREE) heap->empty_segments--;
+            bool resident = _mc_segment_span_resident(seg, (size_t)idx, n);
             *is_zero = _mc_segment_take_span(seg, (size_t)idx, n);
+            if (!resident) heap_note_growth(heap);
             return &seg->pages[idx];
         }
         if (heap_reclaim(heap)) continue;
@@ -324,8 +338,44 @@ static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
     }
 }
 
+/* ---- Blocks of other threads ---------------------------------------------------------------
+ * Each thread's pages serve only its own mallocs.  When two threads pass
+ * blocks back and forth (one allocates what the other frees, and the other
+ * way round), how many each holds live swings with how they interleave: a
+ * thread that runs ahead allocates fresh memory while the blocks it frees
+ * wait, free, in the other thread's pages.  So a heap remembers, per bin,
+ * the last page of another heap it freed into, and before it touches fresh
+ * memory for that bin it takes the blocks waiting in that page's
+ * thread_free list (one atomic exchange) and hands them out first.  They
+ * stay counted as used in their page, which gets them back when they are
+ * freed again, like any of its blocks. */
+static bool heap_take_foreign(mc_heap_t *heap, size_t bin) {
+    mc_page_t *pg = heap->foreign_page[bin];
+    if (pg == NULL) return false;
+    heap->foreign_page[bin] = NULL;
+    heap->foreign[bin] = _mc_segment_take_remote(pg, bin, heap);
+    return heap->foreign[bin] != NULL;
+}
+
+/* Give the blocks taken from other heaps' pages back to their pages. */
+static void heap_return_foreign(mc_heap_t *heap) {
+    for (size_t bin = 1; bin < MC_BIN_COUNT; bin++) {
+        heap->foreign_page[bin] = NULL;
+        mc_block_t *b = heap->foreign[bin];
+        heap->foreign[bin] = NULL;
+        while (b != NULL) {
+            mc_block_t *next = b->next;
+            _mc_free_generic(b);
+            b = next;
+        }
+    }
+}
+
 /* ---- Allocation slow paths ----------------------------------------------------------------- */
-mc_page_t *_mc_heap_page_for_bin(mc_heap_t *heap, size_t bin) {
+/* A page of the bin with a free block, or NULL: out of memory, or blocks of
+ * other heaps were put in heap->foreign[bin] instead of touching fresh
+ * memory. */
+static mc_page_t *heap_page_for_bin(mc_heap_t *heap, size_t bin) {
     mc_page_queue_t *q = &heap->queues[bin];
     mc_page_t *pg;
     bool adopted = false;
@@ -336,6 +386,7 @@ again:
         _mc_page_collect(pg);
         if (pg->free != NULL) return pg;
         if (pg->holed != 0) {
+            if (heap_take_foreign(heap, bin)) return NULL;
             _mc_page_fill_holes(pg);
             return pg;
         }
@@ -347,6 +398,7 @@ again:
                 bin_push_back(heap, pg);
                 continue;
             }
+            if (heap_take_foreign(heap, bin)) return NULL;
             _mc_page_extend(pg);
             return pg;
         }
@@ -364,6 +416,7 @@ again:
         adopted = true;
         goto again;
     }
+    if (heap_take_foreign(heap, bin)) return NULL;
     size_t slices = _mc_bin_slices(bin);
     bool zero;
     pg = heap_alloc_span(heap, slices, &zero);
@@ -372,6 +425,22 @@ again:
     _mc_page_extend(pg);
     bin_push_back(heap, pg); /* the queue is empty: it becomes the head */
     return pg;
+}
+
+void *_mc_heap_alloc_bin(mc_heap_t *heap, size_t bin) {
+    mc_block_t *b = heap->foreign[bin];
+    if (b == NULL) {
+        mc_page_t *pg = heap_page_for_bin(heap, bin);
+        if (pg != NULL) {
+            b = pg->free;
+            pg->free = b->next;
+            return b;
+        }
+        b = heap->foreign[bin];
+        if (b == NULL) return NULL;
+    }
+    heap->foreign[bin] = b->next;
+    return b;
 }
 
 void *_mc_heap_alloc_large(mc_heap_t *heap, size_t size, bool *is_zero) {
@@ -399,7 +468,9 @@ bool _mc_heap_resize_large(mc_heap_t *heap, mc_page_t *pg, size_t size) {
     if (idx + n > MC_SLICES) return false;
     uint64_t want = (((uint64_t)1 << (n - old)) - 1) << (idx + old);
     if ((seg->free_map & want) != want) return false;
+    bool resident = _mc_segment_span_resident(seg, idx + old, n - old);
     _mc_segment_take_span(seg, idx + old, n - old);
+    if (!resident) heap_note_growth(heap);
     _mc_page_set_inner(pg, old, n);
     pg->slice_count = (uint16_t)n;
     pg->block_size = (uint32_t)(n * MC_SLICE_SIZE);
@@ -510,6 +581,7 @@ void _mc_heap_maintain(mc_heap_t *heap) {
 }
 
 void _mc_heap_collect(mc_heap_t *heap, bool force) {
+    if (force) heap_return_foreign(heap);
     heap_drain_notified(heap);
     /* Full pages: stop their notifications, then look at each again. */
     mc_page_queue_t *full = &heap->queues[MC_BIN_FULL];
@@ -602,6 +674,7 @@ static mc_heap_t *heap_new(void) {
  * notifications under way, so once the notified list is dropped below, no
  * other thread will touch this heap again. */
 static void heap_abandon(mc_heap_t *heap) {
+    heap_return_foreign(heap);
     heap_drain_notified(heap);
     for (size_t bin = 1; bin < MC_BIN_COUNT; bin++) {
         mc_page_t *pg = heap->queues[bin].first;

@@ -105,6 +105,8 @@ bool _mc_segments_init(void);
 int _mc_segment_find_span(const mc_segment_t *seg, size_t n);
 /* Mark slices [idx, idx + n) used; returns whether they are known zero. */
 bool _mc_segment_take_span(mc_segment_t *seg, size_t idx, size_t n);
+/* The remote frees waiting in pg, if still a page of bin of another heap. */
+mc_block_t *_mc_segment_take_remote(mc_page_t *pg, size_t bin, const struct mc_heap_s *self);
 /* Mark them free again and schedule their purge; returns the deadline set
  * (0 if purged at once or already scheduled earlier). */
 uint64_t _mc_segment_free_span(mc_segment_t *seg, size_t idx, size_t n);
@@ -134,6 +136,9 @@ bool _mc_huge_is_live(const mc_segment_t *seg);
  * and tell every heap (through the grow epoch) to purge its free slices. */
 void _mc_caches_purge_now(void);
 uint32_t _mc_grow_epoch(void);
+uint32_t _mc_grow_epoch_bump(void); /* returns the new epoch */
+/* Whether every slice of [idx, idx + n) is free and still resident. */
+bool _mc_segment_span_resident(const mc_segment_t *seg, size_t idx, size_t n);
 bool _mc_segment_cache_empty(void);
 /* A huge block may use its mapping to the end, up to half again what was
  * last asked and 2 MiB: a block that grew into a larger cached mapping keeps
@@ -194,6 +199,7 @@ static inline bool mc_page_has_freed(const mc_page_t *pg) {
             ~(uintptr_t)MC_TF_STATE) != 0;
 }
 size_t _mc_page_collect_thread_free(mc_page_t *pg);
+mc_block_t *_mc_page_take_thread_free(mc_page_t *pg);
 void _mc_page_free_remote(mc_page_t *pg, mc_block_t *block);
 bool _mc_page_arm_notify(mc_page_t *pg);
 bool _mc_page_disarm_notify(mc_page_t *pg);
@@ -230,8 +236,9 @@ static inline mc_heap_t *mc_heap_get(void) {
 /* The calling thread's heap, created (with the process state) on first use;
  * NULL if that fails. */
 mc_heap_t *_mc_heap_init_thread(void);
-/* A page of bin with a block in its free list, at the head of its queue. */
-mc_page_t *_mc_heap_page_for_bin(mc_heap_t *heap, size_t bin);
+/* A block of bin: from blocks taken back from other heaps' pages, or from
+ * the head page of the bin's queue. */
+void *_mc_heap_alloc_bin(mc_heap_t *heap, size_t bin);
 void *_mc_heap_alloc_large(mc_heap_t *heap, size_t size, bool *is_zero);
 /* Grow or shrink a large block in place; false if it cannot. */
 bool _mc_heap_resize_large(mc_heap_t *heap, mc_page_t *pg, size_t size);

@@ -77,6 +77,10 @@ void _mc_page_init(mc_page_t *pg, size_t slices, size_t block_size, size_t bin, 
     pg->capacity = 0;
     pg->reserved = (uint32_t)(slices * MC_SLICE_SIZE / block_size);
     pg->bin = (uint16_t)bin;
+    /* Only blocks that share no cache line with another block (whole lines),
+     * or at most their two end lines (above 1 KiB), may be taken back by
+     * another thread (heap.c, "Blocks of other threads"): false sharing. */
+    pg->remote_bin = block_size % 64 == 0 || block_size > MC_SMALL_MAX ? (uint16_t)bin : 0;
     atomic_store_explicit(&pg->thread_free, MC_TF_NORMAL, memory_order_relaxed);
     pg->start = mc_slice_start(mc_page_segment(pg), mc_page_index(pg));
     atomic_store_explicit(&pg->heap, heap, memory_order_relaxed);
@@ -161,7 +165,7 @@ size_t _mc_page_collect_thread_free(mc_page_t *pg) {
 }
 
 /* Take the whole thread_free list (the state bits stay). */
-static mc_block_t *page_take_thread_free(mc_page_t *pg) {
+mc_block_t *_mc_page_take_thread_free(mc_page_t *pg) {
     uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
     do {
         if ((tf & ~(uintptr_t)MC_TF_STATE) == 0) return NULL;
@@ -183,7 +187,7 @@ void _mc_page_collect(mc_page_t *pg) {
         uint32_t got = pg->capacity + pg->pinned - pg->holed - pg->used;
         pg->free = pg->local_free;
         pg->used = pg->capacity + pg->pinned - pg->holed;
-        pg->local_free = page_take_thread_free(pg);
+        pg->local_free = _mc_page_take_thread_free(pg);
         pg->uncounted = pg->local_free != NULL;
         /* A thread that frees and allocates a few blocks in turn, in a page
          * that is mostly free, would come here every few calls: such a short
@@ -200,7 +204,7 @@ void _mc_page_collect(mc_page_t *pg) {
         }
         return;
     }
-    pg->free = page_take_thread_free(pg);
+    pg->free = _mc_page_take_thread_free(pg);
 }
 
 /* Make used exact again after a refill took remote frees uncounted. */

@@ -75,6 +75,39 @@ void _mc_segments_visit(void (*visit)(const mc_segment_t *seg, void *arg), void 
     _mc_unlock(&registry_lock);
 }
 
+/* The blocks waiting in the thread_free list of pg, if pg is still a page
+ * of bin, in a segment that another heap owns (or none).  pg was such a page
+ * when the caller freed a block into it, but it may have been released and
+ * its slice reused since, or its segment unmapped.  Under the registry lock
+ * the segment map says whether the segment is still mapped (unmapping clears
+ * the entry under this lock first), and the cookie whether its address
+ * still starts a normal segment; both are written before the segment is
+ * registered.  The descriptor's owner fields are not read before the take:
+ * any descriptor of a mapped segment has a thread_free word, and only a
+ * page's holds blocks.  Blocks in thread_free count as used, so once taken
+ * their page cannot be released, and its kind and bin are safe to read
+ * (whoever freed them had the block from the owner); if the page is not
+ * what the caller asked for, the blocks go back to it. */
+mc_block_t *_mc_segment_take_remote(mc_page_t *pg, size_t bin, const struct mc_heap_s *self) {
+    mc_segment_t *seg = mc_page_segment(pg);
+    mc_block_t *list = NULL;
+    _mc_lock(&registry_lock);
+    if (mc_segmap_contains(seg) && seg->cookie == ((uintptr_t)seg ^ _mc_secret) &&
+        seg->kind == MC_SEGMENT_NORMAL &&
+        atomic_load_explicit(&seg->heap, memory_order_relaxed) != self) {
+        list = _mc_page_take_thread_free(pg);
+        if (list != NULL && (pg->bin != bin || pg->kind == MC_KIND_LARGE)) {
+            while (list != NULL) {
+                mc_block_t *next = list->next;
+                _mc_page_free_remote(pg, list);
+                list = next;
+            }
+        }
+    }
+    _mc_unlock(&registry_lock);
+    return list;
+}
+
 size_t _mc_segments_abandoned(void) {
     return atomic_load_explicit(&abandoned_count, memory_order_relaxed);
 }
@@ -86,6 +119,10 @@ size_t _mc_segments_count(size_t *cached, size_t *abandoned_out) {
 }
 
 static mc_segment_t *segment_from_huge(void);
+/* Bumped whenever the process takes memory that is not resident: a fresh
+ * segment (_mc_caches_purge_now), or slices purged or never used (heap.c,
+ * heap_note_growth). */
+static _Atomic uint32_t grow_epoch;
 
 static mc_segment_t *segment_map_new(void) {
     mc_segment_t *recycled = segment_from_huge();
@@ -495,14 +532,21 @@ static mc_segment_t *segment_from_huge(void) {
     return seg;
 }
 
-/* About to map fresh memory: first give back what the caches hold, since it
- * could not serve this request (peak RSS stays what is in use). */
-static _Atomic uint32_t grow_epoch;
-
 uint32_t _mc_grow_epoch(void) {
     return atomic_load_explicit(&grow_epoch, memory_order_relaxed);
 }
 
+uint32_t _mc_grow_epoch_bump(void) {
+    return atomic_fetch_add_explicit(&grow_epoch, 1, memory_order_relaxed) + 1;
+}
+
+bool _mc_segment_span_resident(const mc_segment_t *seg, size_t idx, size_t n) {
+    uint64_t mask = span_mask(idx, n);
+    return (seg->dirty_map & mask) == mask;
+}
+
+/* About to map fresh memory: first give back what the caches hold, since it
+ * could not serve this request (peak RSS stays what is in use). */
 void _mc_caches_purge_now(void) {
     atomic_fetch_add_explicit(&grow_epoch, 1, memory_order_relaxed);
     if (atomic_load_explicit(&cache_count, memory_order_relaxed) +

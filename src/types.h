@@ -128,7 +128,9 @@ typedef struct mc_page_s {
     uint32_t capacity; /* blocks carved into the free lists so far */
     uint32_t reserved; /* blocks that fit in the span */
     uint8_t kind;      /* MC_KIND_* */
-    uint8_t pad_[7];
+    uint8_t pad_;
+    uint16_t remote_bin; /* bin again, on the line a remote free reads (0: large) */
+    uint8_t pad2_[4];
 } mc_page_t;
 
 _Static_assert(sizeof(mc_page_t) == 128, "page descriptors are 128 bytes (free computes with it)");
@@ -211,14 +213,19 @@ typedef struct mc_heap_s {
     _Atomic(mc_page_t *) notified; /* full pages that received a remote free */
     mc_segment_t *segments;        /* owned segments, in address order */
     size_t segment_count;
-    size_t empty_segments;                 /* owned segments with every slice free */
-    uint64_t purge_at;                     /* earliest purge_at of the owned segments, 0: none */
-    uint64_t maintained_at;                /* when the last full maintenance ran (ms) */
-    int32_t maintain_in;                   /* slow-path calls until the next maintenance */
-    uint32_t sweep_bin;                    /* where the next sweep of remote frees starts */
-    uint32_t trim_epoch;                   /* the global trim request last served */
-    uint32_t grow_epoch;                   /* the last growth of the process seen */
-    uint64_t punched_at;                   /* when holes were last punched before growing (ms) */
+    size_t empty_segments;  /* owned segments with every slice free */
+    uint64_t purge_at;      /* earliest purge_at of the owned segments, 0: none */
+    uint64_t maintained_at; /* when the last full maintenance ran (ms) */
+    int32_t maintain_in;    /* slow-path calls until the next maintenance */
+    uint32_t sweep_bin;     /* where the next sweep of remote frees starts */
+    uint32_t trim_epoch;    /* the global trim request last served */
+    uint32_t grow_epoch;    /* the last growth of the process seen */
+    uint64_t punched_at;    /* when holes were last punched before growing (ms) */
+    /* Per bin: the last page of another heap this thread freed a block
+     * into, and blocks taken back from such pages (heap.c, "Blocks of other
+     * threads"). */
+    mc_page_t *foreign_page[MC_BIN_COUNT];
+    mc_block_t *foreign[MC_BIN_COUNT];
     struct mc_heap_s *all_next, *all_prev; /* every live heap */
     struct mc_heap_s *pool_next;           /* in the pool of unused heaps */
 } mc_heap_t;

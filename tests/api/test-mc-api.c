@@ -1086,6 +1086,111 @@ TEST(exited_threads_purge_free_slices) {
     mc_free(kept[1]);
 }
 
+/* A thread that frees another thread's blocks and allocates blocks of the
+ * same size (a server thread replacing requests that another one made)
+ * takes the blocks it freed back from the other thread's pages before it
+ * touches fresh memory, and the other thread gets them back when they are
+ * freed again. */
+enum { SWAP_N = 3000, SWAP_SIZE = 640 };
+
+static void *swap_blocks(void *arg) {
+    void **p = arg;
+    for (int i = 0; i < SWAP_N; i++) {
+        mc_free(p[i]);
+        p[i] = mc_malloc(SWAP_SIZE);
+        if (p[i]) memset(p[i], 5, SWAP_SIZE);
+    }
+    return NULL;
+}
+
+static int cmp_ptr(const void *a, const void *b) {
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+TEST(freed_blocks_of_other_threads_are_reused) {
+    static void *mine[SWAP_N], *theirs[SWAP_N];
+    for (int i = 0; i < SWAP_N; i++) {
+        mine[i] = theirs[i] = mc_malloc(SWAP_SIZE);
+        CHECK(mine[i] != NULL);
+        if (!mine[i]) return;
+        memset(mine[i], 3, SWAP_SIZE);
+    }
+    qsort(mine, SWAP_N, sizeof *mine, cmp_ptr);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, swap_blocks, theirs) == 0);
+    pthread_join(t, NULL);
+    int reused = 0;
+    for (int i = 0; i < SWAP_N; i++) {
+        CHECK(theirs[i] != NULL);
+        reused += theirs[i] != NULL && bsearch(&theirs[i], mine, SWAP_N, sizeof *mine, cmp_ptr);
+    }
+    printf("# %d of %d blocks allocated again where the other thread had them\n", reused, SWAP_N);
+    CHECKF(reused >= SWAP_N * 9 / 10, "%d of %d reused", reused, SWAP_N);
+    for (int i = 0; i < SWAP_N; i++) mc_free(theirs[i]);
+    CHECK(mc_heap_check() == 0);
+}
+
+/* When one thread takes memory that is not resident, the others give back
+ * their free slices at their next maintenance instead of after the purge
+ * delay (here a minute): otherwise a heap whose share of the work shrank
+ * keeps its memory resident while another one faults in more.  The other
+ * thread here maps its segment first, then grows inside it. */
+static void *grow_fresh(void *arg) {
+    pthread_barrier_t *b = arg;
+    void *p[8];
+    for (int i = 0; i < 8; i++) {
+        if (i == 1) {
+            pthread_barrier_wait(b); /* its segment is mapped */
+            pthread_barrier_wait(b); /* the other heap has free slices */
+        }
+        p[i] = mc_malloc(256 * KiB);
+        if (p[i]) memset(p[i], i, 256 * KiB);
+    }
+    pthread_barrier_wait(b); /* grown */
+    pthread_barrier_wait(b); /* measured: its blocks were not idle memory */
+    for (int i = 0; i < 8; i++) mc_free(p[i]);
+    return NULL;
+}
+
+static void slow_paths(void) { /* enough for a maintenance */
+    for (int i = 0; i < 40; i++) mc_free(mc_malloc(200 * KiB));
+}
+
+TEST(growth_elsewhere_purges_free_slices) {
+    long delay = mc_option_get(MC_OPTION_PURGE_DELAY_MS);
+    CHECK(mc_option_set(MC_OPTION_PURGE_DELAY_MS, 60000) == 0);
+    mc_trim(0); /* nothing idle but what follows */
+    void *p[16];
+    for (int i = 0; i < 16; i++) {
+        p[i] = mc_malloc(256 * KiB);
+        CHECK(p[i] != NULL);
+        if (p[i]) memset(p[i], i, 256 * KiB);
+    }
+    pthread_t t;
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    CHECK(pthread_create(&t, NULL, grow_fresh, &bar) == 0);
+    pthread_barrier_wait(&bar);
+    slow_paths(); /* a maintenance sees the segments mapped so far */
+    for (int i = 0; i < 16; i++) mc_free(p[i]);
+    mc_stats_t a, b;
+    mc_stats_get(&a);
+    pthread_barrier_wait(&bar);
+    pthread_barrier_wait(&bar);
+    slow_paths();
+    mc_stats_get(&b);
+    pthread_barrier_wait(&bar);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&bar);
+    size_t idle_a = a.resident - a.committed, idle_b = b.resident - b.committed;
+    printf("# free memory not purged: %zu KiB, after another thread grew %zu KiB\n", idle_a / KiB,
+           idle_b / KiB);
+    CHECKF(idle_a >= 3 * MiB && idle_b <= idle_a / 2, "%zu KiB, then %zu KiB", idle_a / KiB,
+           idle_b / KiB);
+    mc_option_set(MC_OPTION_PURGE_DELAY_MS, delay);
+}
+
 /* A block that realloc grows into a huge one takes a cached mapping whole,
  * up to eight times its size, and grows on inside it: no munmap of the rest,
  * no mremap to get it back. */
@@ -1179,6 +1284,8 @@ int main(int argc, char **argv) {
     RUN(size_classes_are_tight);
     RUN(short_cycles_carve_little);
     RUN(exited_threads_purge_free_slices);
+    RUN(freed_blocks_of_other_threads_are_reused);
+    RUN(growth_elsewhere_purges_free_slices);
     RUN(growing_block_keeps_cached_mapping);
     RUN(cached_memory_goes_back_in_time);
     RUN(huge_mapping_becomes_segment);
