@@ -412,16 +412,20 @@ bool _mc_page_is_valid(const mc_page_t *pg) {
         return true;
     }
     VALID(pg->bin >= 1 && pg->bin < MC_BIN_COUNT && _mc_bin_size(pg->bin) == pg->block_size);
-    size_t nfree, nlocal, nthread;
+    size_t nfree, nlocal;
     VALID(page_list_count(pg, pg->free, &nfree));
     VALID(page_list_count(pg, pg->local_free, &nlocal));
+    /* thread_free is only looked at, not walked: another thread may take the
+     * list (heap.c, "Blocks of other threads") and hand its blocks out, and
+     * their first words are then the program's. */
     uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_acquire);
-    VALID(page_list_count(pg, (const mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE), &nthread));
+    const mc_block_t *tf_head = (const mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE);
+    VALID(tf_head == NULL || mc_page_block_of(pg, tf_head) == tf_head);
     if (pg->uncounted)
         VALID(pg->used - pg->pinned + nlocal + pg->holed >= pg->capacity);
     else
         VALID(pg->used - pg->pinned + nlocal + pg->holed == pg->capacity);
     VALID((pg->holed == 0) == (pg->holes == 0));
-    VALID(nthread + nfree <= pg->used - pg->pinned);
+    VALID(nfree + (tf_head != NULL) <= pg->used - pg->pinned);
     return true;
 }

@@ -45,7 +45,7 @@ typedef struct mc_block_s {
  *                takes the whole list at once in the slow path.
  * Invariant (page_is_valid, debug level 2):
  *   used - pinned + |local_free| + holed == capacity <= reserved
- *   |thread_free| <= used - pinned - |free|
+ *   |thread_free| <= used - pinned - |free|   (page.c checks its head only)
  * used counts every block that is not in local_free: handed out, waiting in
  * thread_free (until the owner collects it), or waiting in free.  Blocks are
  * counted when they enter free (a refill or an extension), so malloc's fast
