@@ -305,6 +305,15 @@ static void heap_note_growth(mc_heap_t *heap) {
     if (heap->grow_epoch == epoch - 1) heap->grow_epoch = epoch;
 }
 
+/* Take slices [idx, idx + n) of one of the heap's segments; returns whether
+ * they are known zero. */
+static bool heap_take_span(mc_heap_t *heap, mc_segment_t *seg, size_t idx, size_t n) {
+    bool resident = _mc_segment_span_resident(seg, idx, n);
+    bool zero = _mc_segment_take_span(seg, idx, n);
+    if (!resident) heap_note_growth(heap);
+    return zero;
+}
+
 /* n free slices in one of the heap's segments, in address order; else from
  * an abandoned segment, the segment cache, or the OS. */
 static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
@@ -314,9 +323,7 @@ static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
             int idx = _mc_segment_find_span(seg, n);
             if (idx < 0) continue;
             if (seg->free_map == MC_SEGMENT_ALL_FREE) heap->empty_segments--;
-            bool resident = _mc_segment_span_resident(seg, (size_t)idx, n);
-            *is_zero = _mc_segment_take_span(seg, (size_t)idx, n);
-            if (!resident) heap_note_growth(heap);
+            *is_zero = heap_take_span(heap, seg, (size_t)idx, n);
             return &seg->pages[idx];
         }
         if (heap_reclaim(heap)) continue;
@@ -357,10 +364,10 @@ static bool heap_take_foreign(mc_heap_t *heap, size_t bin) {
     return heap->foreign[bin] != NULL;
 }
 
-/* Give the blocks taken from other heaps' pages back to their pages. */
+/* Give the blocks taken from other heaps' pages back to their pages (the
+ * hints may stay: they are checked when used). */
 static void heap_return_foreign(mc_heap_t *heap) {
     for (size_t bin = 1; bin < MC_BIN_COUNT; bin++) {
-        heap->foreign_page[bin] = NULL;
         mc_block_t *b = heap->foreign[bin];
         heap->foreign[bin] = NULL;
         while (b != NULL) {
@@ -428,18 +435,16 @@ again:
 }
 
 void *_mc_heap_alloc_bin(mc_heap_t *heap, size_t bin) {
-    mc_block_t *b = heap->foreign[bin];
-    if (b == NULL) {
+    if (heap->foreign[bin] == NULL) {
         mc_page_t *pg = heap_page_for_bin(heap, bin);
         if (pg != NULL) {
-            b = pg->free;
+            mc_block_t *b = pg->free;
             pg->free = b->next;
             return b;
         }
-        b = heap->foreign[bin];
-        if (b == NULL) return NULL;
     }
-    heap->foreign[bin] = b->next;
+    mc_block_t *b = heap->foreign[bin];
+    if (b != NULL) heap->foreign[bin] = b->next;
     return b;
 }
 
@@ -468,9 +473,7 @@ bool _mc_heap_resize_large(mc_heap_t *heap, mc_page_t *pg, size_t size) {
     if (idx + n > MC_SLICES) return false;
     uint64_t want = (((uint64_t)1 << (n - old)) - 1) << (idx + old);
     if ((seg->free_map & want) != want) return false;
-    bool resident = _mc_segment_span_resident(seg, idx + old, n - old);
-    _mc_segment_take_span(seg, idx + old, n - old);
-    if (!resident) heap_note_growth(heap);
+    heap_take_span(heap, seg, idx + old, n - old);
     _mc_page_set_inner(pg, old, n);
     pg->slice_count = (uint16_t)n;
     pg->block_size = (uint32_t)(n * MC_SLICE_SIZE);

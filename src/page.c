@@ -141,13 +141,19 @@ void _mc_page_extend(mc_page_t *pg) {
 }
 
 /* ---- Collecting --------------------------------------------------------------------- */
-size_t _mc_page_collect_thread_free(mc_page_t *pg) {
+/* Take the whole thread_free list (the state bits stay). */
+mc_block_t *_mc_page_take_thread_free(mc_page_t *pg) {
     uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
     do {
-        if ((tf & ~(uintptr_t)MC_TF_STATE) == 0) return 0;
+        if ((tf & ~(uintptr_t)MC_TF_STATE) == 0) return NULL;
     } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & MC_TF_STATE,
                                                     memory_order_acquire, memory_order_relaxed));
-    mc_block_t *head = (mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE);
+    return (mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE);
+}
+
+size_t _mc_page_collect_thread_free(mc_page_t *pg) {
+    mc_block_t *head = _mc_page_take_thread_free(pg);
+    if (head == NULL) return 0;
     mc_block_t *tail = head;
     size_t count = 1;
     while (tail->next != NULL) {
@@ -162,16 +168,6 @@ size_t _mc_page_collect_thread_free(mc_page_t *pg) {
     pg->local_free = head;
     pg->used -= (uint32_t)count;
     return count;
-}
-
-/* Take the whole thread_free list (the state bits stay). */
-mc_block_t *_mc_page_take_thread_free(mc_page_t *pg) {
-    uintptr_t tf = atomic_load_explicit(&pg->thread_free, memory_order_relaxed);
-    do {
-        if ((tf & ~(uintptr_t)MC_TF_STATE) == 0) return NULL;
-    } while (!atomic_compare_exchange_weak_explicit(&pg->thread_free, &tf, tf & MC_TF_STATE,
-                                                    memory_order_acquire, memory_order_relaxed));
-    return (mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE);
 }
 
 /* Refill an empty free list: from local_free if it has blocks (they become

@@ -96,7 +96,7 @@ mc_block_t *_mc_segment_take_remote(mc_page_t *pg, size_t bin, const struct mc_h
         seg->kind == MC_SEGMENT_NORMAL &&
         atomic_load_explicit(&seg->heap, memory_order_relaxed) != self) {
         list = _mc_page_take_thread_free(pg);
-        if (list != NULL && (pg->bin != bin || pg->kind == MC_KIND_LARGE)) {
+        if (list != NULL && pg->bin != bin) { /* (a large page's bin is 0) */
             while (list != NULL) {
                 mc_block_t *next = list->next;
                 _mc_page_free_remote(pg, list);
@@ -548,7 +548,7 @@ bool _mc_segment_span_resident(const mc_segment_t *seg, size_t idx, size_t n) {
 /* About to map fresh memory: first give back what the caches hold, since it
  * could not serve this request (peak RSS stays what is in use). */
 void _mc_caches_purge_now(void) {
-    atomic_fetch_add_explicit(&grow_epoch, 1, memory_order_relaxed);
+    _mc_grow_epoch_bump();
     if (atomic_load_explicit(&cache_count, memory_order_relaxed) +
             atomic_load_explicit(&huge_cache_count, memory_order_relaxed) !=
         0) {
