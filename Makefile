@@ -4,6 +4,7 @@
 #   make debug        build/debug/   the same with MCLONE_DEBUG=2 (invariant checks)
 #   make check-build  build/check/   MCLONE_DEBUG=3 (full heap validation on every call)
 #   make fault-build  build/fault/   MCLONE_DEBUG=2 with fault injection in the os layer
+#   make secure       build/secure/libmclone-secure.so and .a: the checks of src/secure.c
 #   make test         everything above, then every test suite (tests/run.sh)
 #   make demo         a real program under libmclone next to glibc: time and memory
 #   make bench        the benchmark suite against glibc, jemalloc, mimalloc, tcmalloc
@@ -35,18 +36,19 @@ ALIGNFLAGS = -falign-functions=64 \
 SRCS := $(sort $(wildcard src/*.c))
 HDRS := $(wildcard src/*.h) include/mclone.h
 
-.PHONY: all debug check-build fault-build flavours test demo bench format format-check clean
+.PHONY: all debug check-build fault-build secure flavours test demo bench format format-check clean
 all: build/libmclone.so build/libmclone.a
 
-# $(1): output directory, $(2): extra compiler flags, $(3): extra link flags
+# $(1): output directory, $(2): extra compiler flags, $(3): extra link flags,
+# $(4): the library's name (libmclone if empty)
 define flavour
 $(1)/obj/%.o: src/%.c $(HDRS) | $(1)/obj
 	$$(CC) $$(CFLAGS) $$(LIBFLAGS) $$(ALIGNFLAGS) $(2) -c $$< -o $$@
 $(1)/obj:
 	mkdir -p $$@
-$(1)/libmclone.so: $(patsubst src/%.c,$(1)/obj/%.o,$(SRCS))
-	$$(CC) -shared -Wl,-soname,libmclone.so -Wl,-z,nodelete $(3) -o $$@ $$^ $$(LDLIBS)
-$(1)/libmclone.a: $(patsubst src/%.c,$(1)/obj/%.o,$(SRCS))
+$(1)/$(or $(4),libmclone).so: $(patsubst src/%.c,$(1)/obj/%.o,$(SRCS))
+	$$(CC) -shared -Wl,-soname,$(or $(4),libmclone).so -Wl,-z,nodelete $(3) -o $$@ $$^ $$(LDLIBS)
+$(1)/$(or $(4),libmclone).a: $(patsubst src/%.c,$(1)/obj/%.o,$(SRCS))
 	rm -f $$@ && $$(AR) rcs $$@ $$^
 endef
 
@@ -54,11 +56,13 @@ $(eval $(call flavour,build,-DMCLONE_DEBUG=0))
 $(eval $(call flavour,build/debug,-DMCLONE_DEBUG=2))
 $(eval $(call flavour,build/check,-DMCLONE_DEBUG=3))
 $(eval $(call flavour,build/fault,-DMCLONE_DEBUG=2 -DMCLONE_FAULT_INJECT=1))
+$(eval $(call flavour,build/secure,-DMCLONE_DEBUG=0 -DMCLONE_SECURE=1,,libmclone-secure))
 
 debug: build/debug/libmclone.so build/debug/libmclone.a
 check-build: build/check/libmclone.so build/check/libmclone.a
 fault-build: build/fault/libmclone.so
-flavours: all debug check-build fault-build
+secure: build/secure/libmclone-secure.so build/secure/libmclone-secure.a
+flavours: all debug check-build fault-build secure
 
 # Other parts of the tree add their own rules and test prerequisites.
 TEST_DEPS := flavours

@@ -25,14 +25,16 @@ build/bench:
 
 TEST_DEPS += bench-build
 
-# libmclone and the first-fit teaching allocator are built first; if one
-# does not build, the other allocators are still measured (run.sh says which
+# libmclone, libmclone-secure and the first-fit teaching allocator are built
+# first; if one does not build, the other allocators are still measured (run.sh says which
 # ones it found).
 bench: bench-build
 	@$(MAKE) --no-print-directory all || \
 	    echo "bench: libmclone did not build; measuring what is there" >&2
 	@$(MAKE) --no-print-directory build/libfirstfit.so || \
 	    echo "bench: libfirstfit did not build; measuring what is there" >&2
+	@$(MAKE) --no-print-directory build/secure/libmclone-secure.so || \
+	    echo "bench: libmclone-secure did not build; measuring what is there" >&2
 	@$(if $(QUICK),BENCH_QUICK='$(QUICK)') \
 	 $(if $(R),BENCH_REPS='$(R)') \
 	 $(if $(THREADS),BENCH_THREADS='$(THREADS)') \

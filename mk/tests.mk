@@ -11,7 +11,7 @@ TEST_BIN    := build/tests
 TEST_CFLAGS := -std=gnu11 -O2 -g -pthread -fno-builtin $(WARN) -Iinclude -Itests
 TEST_LDLIBS := -ldl -lpthread
 
-TEST_PLAIN := test-api stress churn fork oom
+TEST_PLAIN := test-api test-secure stress churn fork oom
 TEST_PROGS := $(addprefix $(TEST_BIN)/,$(TEST_PLAIN) test-api-clang test-api-static test-mc-api)
 
 .PHONY: test-programs
@@ -35,6 +35,9 @@ $(TEST_BIN)/test-api-static: tests/api/test-api.c tests/check.h build/libmclone.
 $(TEST_BIN)/test-mc-api: tests/api/test-mc-api.c tests/check.h include/mclone.h \
                          build/libmclone.so | $(TEST_BIN)
 	$(CC) $(TEST_CFLAGS) $< -o $@ -Lbuild -lmclone -Wl,-rpath,'$$ORIGIN/..' $(TEST_LDLIBS)
+
+$(TEST_BIN)/test-secure: tests/api/test-secure.c tests/check.h | $(TEST_BIN)
+	$(CC) $(TEST_CFLAGS) $< -o $@ $(TEST_LDLIBS)
 
 $(TEST_BIN)/%: tests/stress/%.c tests/check.h tests/stress/stress-util.h | $(TEST_BIN)
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(TEST_LDLIBS)

@@ -96,13 +96,7 @@ void *_mc_calloc(size_t size) {
 
 /* ---- Checking pointers ----------------------------------------------------------------
  * Find the page and block of p, or report what is wrong with it. */
-typedef struct {
-    mc_segment_t *seg;
-    mc_page_t *page;   /* NULL for a huge block */
-    mc_block_t *block; /* start of the block holding p */
-} mc_where_t;
-
-static bool locate(const void *p, const char *func, mc_where_t *w) {
+bool _mc_locate(const void *p, const char *func, mc_where_t *w) {
     w->seg = mc_segment_of(p);
     w->page = NULL;
     if (mc_unlikely(!mc_segmap_contains(w->seg))) {
@@ -140,7 +134,7 @@ mc_noinline void _mc_free_generic(void *p) {
     if (p == NULL) return;
     int saved = errno;
     mc_where_t w;
-    if (locate(p, "free", &w)) {
+    if (_mc_locate(p, "free", &w)) {
         if (w.page == NULL) {
             _mc_huge_free(w.seg);
         } else {
@@ -178,7 +172,7 @@ mc_noinline void _mc_free_inner(mc_page_t *inner, mc_block_t *b) {
 static mc_noinline size_t usable_size_slow(const void *p, const char *func) {
     if (p == NULL) return 0;
     mc_where_t w;
-    if (!locate(p, func, &w)) return 0;
+    if (!_mc_locate(p, func, &w)) return 0;
     if (w.page == NULL) return mc_huge_usable(w.seg, p);
     return mc_page_block_usable(w.page, p);
 }
@@ -240,7 +234,7 @@ void *_mc_malloc_aligned(size_t size, size_t align) {
  * a new block, a copy, and a free.  On failure p is untouched. */
 void *_mc_realloc(void *p, size_t size) {
     mc_where_t w;
-    if (!locate(p, "realloc", &w)) {
+    if (!_mc_locate(p, "realloc", &w)) {
         errno = EINVAL;
         return NULL;
     }

@@ -21,10 +21,12 @@
 
 /* ---- C ------------------------------------------------------------------------------ */
 mc_export void *mc_malloc(size_t size) {
+    if (MC_SECURE) return _mc_secure_malloc(size);
     return mc_heap_malloc(mc_heap_get(), size);
 }
 
 mc_export void mc_free(void *p) {
+    if (MC_SECURE) return _mc_secure_free(p, SIZE_MAX, "free");
     mc_free_inline(p);
 }
 
@@ -34,19 +36,21 @@ mc_export void *mc_calloc(size_t count, size_t size) {
         errno = ENOMEM;
         return NULL;
     }
+    if (MC_SECURE) return _mc_secure_calloc(total);
     return _mc_calloc(total);
 }
 
 mc_export void *mc_realloc(void *p, size_t size) {
     if (p == NULL) return mc_malloc(size);
     if (size == 0) { /* glibc: free, and return NULL */
-        mc_free_inline(p);
+        mc_free(p);
         return NULL;
     }
     if (mc_unlikely(size > PTRDIFF_MAX)) {
         errno = ENOMEM;
         return NULL;
     }
+    if (MC_SECURE) return _mc_secure_realloc(p, size);
     return _mc_realloc(p, size);
 }
 
@@ -60,22 +64,27 @@ mc_export void *mc_reallocarray(void *p, size_t count, size_t size) {
 }
 
 mc_export void mc_free_sized(void *p, size_t size) {
-    (void)size;
+    if (MC_SECURE) return _mc_secure_free(p, size, "free_sized");
     mc_free_inline(p);
 }
 
 mc_export void mc_free_aligned_sized(void *p, size_t alignment, size_t size) {
     (void)alignment;
-    (void)size;
+    if (MC_SECURE) return _mc_secure_free(p, size, "free_aligned_sized");
     mc_free_inline(p);
 }
 
 /* ---- Aligned ---------------------------------------------------------------------------- */
+static void *api_aligned(size_t size, size_t alignment) {
+    if (MC_SECURE) return _mc_secure_aligned(size, alignment);
+    return _mc_malloc_aligned(size, alignment);
+}
+
 mc_export int mc_posix_memalign(void **out, size_t alignment, size_t size) {
     if (!mc_is_pow2(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
     if (size > PTRDIFF_MAX) return ENOMEM;
     int saved = errno;
-    void *p = _mc_malloc_aligned(size, alignment);
+    void *p = api_aligned(size, alignment);
     errno = saved;
     if (p == NULL) return ENOMEM;
     *out = p;
@@ -93,7 +102,7 @@ mc_export void *mc_aligned_alloc(size_t alignment, size_t size) {
         errno = ENOMEM;
         return NULL;
     }
-    return _mc_malloc_aligned(size, alignment);
+    return api_aligned(size, alignment);
 }
 
 /* glibc: a non-power-of-two alignment is rounded up to the next power of
@@ -112,7 +121,7 @@ mc_export void *mc_memalign(size_t alignment, size_t size) {
         errno = ENOMEM;
         return NULL;
     }
-    return _mc_malloc_aligned(size, alignment);
+    return api_aligned(size, alignment);
 }
 
 mc_export void *mc_valloc(size_t size) {
@@ -128,8 +137,13 @@ mc_export void *mc_pvalloc(size_t size) {
     return mc_memalign(ps, mc_align_up(size, ps));
 }
 
-mc_export size_t mc_usable_size(const void *p) {
+static size_t api_usable_size(const void *p) {
+    if (MC_SECURE) return _mc_secure_usable(p, "malloc_usable_size");
     return _mc_usable_size(p, "malloc_usable_size");
+}
+
+mc_export size_t mc_usable_size(const void *p) {
+    return api_usable_size(p);
 }
 
 /* ---- Memory return ------------------------------------------------------------------------ */
@@ -223,7 +237,7 @@ mc_export int malloc_trim(size_t pad) {
 }
 
 mc_export size_t malloc_usable_size(void *p) {
-    return _mc_usable_size(p, "malloc_usable_size");
+    return api_usable_size(p);
 }
 
 /* ---- The standard names -------------------------------------------------------------------- */

@@ -15,6 +15,17 @@
 #endif
 #define MC_DEBUG MCLONE_DEBUG
 
+/* The secure build (libmclone-secure): every block carries a trailer and,
+ * when free, a mark and a fill, checked by free and malloc (secure.c). */
+#ifndef MCLONE_SECURE
+#define MCLONE_SECURE 0
+#endif
+#define MC_SECURE         MCLONE_SECURE
+#define MC_SECURE_TRAILER 8    /* the last word of each block: where the caller's bytes end */
+#define MC_SECURE_MIN     16   /* smallest block: link and mark, once free */
+#define MC_SECURE_CANARY  32   /* canary bytes checked after the caller's bytes */
+#define MC_SECURE_FILL    1024 /* bytes of a free block filled and checked */
+
 /* Fault injection: the os layer can be told to fail its Nth call (tests). */
 #ifndef MCLONE_FAULT_INJECT
 #define MCLONE_FAULT_INJECT 0

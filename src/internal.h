@@ -264,6 +264,26 @@ void *_mc_realloc(void *p, size_t size);
 void *_mc_calloc(size_t size);
 size_t _mc_usable_size(const void *p, const char *func);
 void _mc_debug_check_heap(void);
+/* Where a pointer handed to free or realloc lies. */
+typedef struct mc_where_s {
+    mc_segment_t *seg;
+    mc_page_t *page;   /* NULL for a huge block */
+    mc_block_t *block; /* start of the block holding p */
+} mc_where_t;
+/* Find the block of p, or report (naming func) what is wrong with it. */
+bool _mc_locate(const void *p, const char *func, mc_where_t *w);
+
+/* ---- secure.c: the checks of the secure build (MC_SECURE) ------------------------ */
+void *_mc_secure_malloc(size_t size);
+void *_mc_secure_calloc(size_t size);
+void *_mc_secure_aligned(size_t size, size_t align);
+void *_mc_secure_realloc(void *p, size_t size);
+/* free(p); size, unless SIZE_MAX, must be the size p was allocated with. */
+void _mc_secure_free(void *p, size_t size, const char *func);
+size_t _mc_secure_usable(const void *p, const char *func);
+/* A block entering a free list other than through free (carved, or taken
+ * back from a hole) gets the fill and mark of a freed one. */
+void _mc_secure_fill(mc_block_t *b, size_t block_size);
 
 /* malloc's fast path: pop the first free block of the page the direct table
  * names for this size.  The empty page (no free block) stands in for "no page

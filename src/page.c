@@ -52,7 +52,7 @@ void _mc_page_set_inner(mc_page_t *pg, size_t from, size_t to) {
 void _mc_page_clear_inner(mc_page_t *pg, size_t from, size_t to) {
     for (size_t k = from; k < to; k++) {
         pg[k].slice_back = 0;
-        pg[k].flags = 0;
+        pg[k].flags = MC_PAGE_FREED;
     }
 }
 
@@ -104,7 +104,7 @@ void _mc_page_init_large(mc_page_t *pg, size_t slices, bool is_zero, mc_heap_t *
 void _mc_page_clear(mc_page_t *pg) {
     _mc_page_clear_inner(pg, 1, pg->slice_count);
     pg->kind = MC_KIND_NONE;
-    pg->flags = 0;
+    pg->flags = MC_PAGE_FREED;
     pg->pinned = 0;
     pg->block_size = 0;
     pg->slice_count = 0;
@@ -125,6 +125,8 @@ static void page_carve(mc_page_t *pg, size_t n) {
     uint8_t *b = first;
     for (size_t i = 1; i < n; i++, b += bs) ((mc_block_t *)b)->next = (mc_block_t *)(b + bs);
     ((mc_block_t *)b)->next = pg->free;
+    if (MC_SECURE)
+        for (size_t i = 0; i < n; i++) _mc_secure_fill((mc_block_t *)(first + i * bs), bs);
     pg->free = (mc_block_t *)first;
     /* Other threads read capacity when they free (mc_page_block_of). */
     __atomic_store_n(&pg->capacity, pg->capacity + (uint32_t)n, __ATOMIC_RELAXED);
@@ -308,6 +310,7 @@ void _mc_page_fill_holes(mc_page_t *pg) {
         if (!block_touches(pg, i * bs, pg->holes, ps)) continue;
         mc_block_t *b = (mc_block_t *)(pg->start + i * bs);
         b->next = list;
+        if (MC_SECURE) _mc_secure_fill(b, bs); /* purged: zero, or as it was */
         list = b;
     }
     pg->free = list;

@@ -120,7 +120,7 @@ void _mc_error_pointer(const char *func, const void *p, const char *what) {
     const char *fmt =
         what == NULL ? "mclone: %s(): double free of %p%s" : "mclone: %s(): invalid pointer %p: %s";
     _mc_message(fmt, func, p, what == NULL ? "" : what);
-    if (mc_option(MC_OPTION_ABORT_ON_ERROR)) _mc_os_abort();
+    if (MC_SECURE || mc_option(MC_OPTION_ABORT_ON_ERROR)) _mc_os_abort();
     _mc_message("mclone: (MCLONE_ABORT_ON_ERROR=0: the call is ignored)");
 }
 

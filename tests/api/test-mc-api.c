@@ -566,7 +566,8 @@ TEST(stats_follow_allocation) {
     check_stats_consistent(&b, "10 MiB live");
     CHECKF(b.allocated >= a.allocated + 9 * MiB, "allocated %zu -> %zu after 10 MiB", a.allocated,
            b.allocated);
-    CHECKF(b.mapped >= a.mapped && b.resident >= 10 * MiB, "mapped %zu resident %zu", b.mapped,
+    /* (Not b.mapped >= a.mapped: cached segments may expire meanwhile.) */
+    CHECKF(b.mapped >= 10 * MiB && b.resident >= 10 * MiB, "mapped %zu resident %zu", b.mapped,
            b.resident);
     CHECKF(b.pages > 0 && b.segments > 0, "pages %zu segments %zu", b.pages, b.segments);
     for (int i = 0; i < N; i++) free(blocks[i]);

@@ -9,6 +9,9 @@
 #   test-api-static libmclone.a linked into the executable
 #   test-mc-api     the mc_ names, options, statistics, heap map and check,
 #                   against each flavour
+#   test-secure     heap errors end in one line and an abort: every kind of
+#                   error under libmclone-secure (which also runs test-api),
+#                   those the release build promises under the others
 #
 # Test names carry the flavour: "debug/usable_size".
 set -u
@@ -51,6 +54,8 @@ build() {
     return $ok
 }
 
+secure_lib=$root/build/secure/libmclone-secure.so
+
 if build build/tests/test-api; then
     run "glibc/" 120 "$bin/test-api"
     for f in "${flavours[@]}"; do
@@ -59,6 +64,22 @@ if build build/tests/test-api; then
             run "$f/" 180 env LD_PRELOAD="$lib" TEST_EXPECT_LIB="$lib" "$bin/test-api"
         fi
     done
+    if build "$secure_lib"; then
+        run "secure/" 180 env LD_PRELOAD="$secure_lib" TEST_EXPECT_LIB="$secure_lib" \
+            "$bin/test-api"
+    fi
+fi
+
+if build build/tests/test-secure; then
+    for f in release debug; do
+        lib=${libdir[$f]}/libmclone.so
+        if build "$lib"; then
+            run "errors/$f/" 120 env LD_PRELOAD="$lib" "$bin/test-secure"
+        fi
+    done
+    if build "$secure_lib"; then
+        run "errors/secure/" 120 env LD_PRELOAD="$secure_lib" TEST_SECURE=1 "$bin/test-secure"
+    fi
 fi
 
 if build build/tests/test-api-clang build/libmclone.so; then

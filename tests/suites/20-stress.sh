@@ -21,7 +21,8 @@ set -u
 cd "$(dirname "$0")/../.." || exit 2
 root=$(pwd)
 bin=$root/build/tests
-declare -A libdir=([release]=$root/build [debug]=$root/build/debug [check]=$root/build/check)
+declare -A libdir=([release]=$root/build/libmclone.so [debug]=$root/build/debug/libmclone.so
+    [check]=$root/build/check/libmclone.so [secure]=$root/build/secure/libmclone-secure.so)
 
 # run PREFIX SECONDS COMMAND...: run a test program with TEST_PREFIX=PREFIX
 # and a time limit; a crash or a timeout without a "not ok" line of its own
@@ -61,7 +62,7 @@ build() {
 under() {
     local name=$1 limit=$2 prog=$3
     shift 3
-    local lib=${libdir[${name%%/*}]}/libmclone.so
+    local lib=${libdir[${name%%/*}]}
     build "$lib" || return
     run "$name/" "$limit" env LD_PRELOAD="$lib" TEST_EXPECT_LIB="$lib" "$bin/$prog" "$@"
 }
@@ -71,6 +72,7 @@ if build build/tests/stress; then
     under release 60 stress
     under debug 60 stress
     under check 60 stress -n 10000 -l 4
+    under secure 60 stress
     # More threads than cores, each with a short life: more handovers of
     # heaps between dying and new threads.
     under release/short-lives 60 stress -t 12 -n 4000 -l 10 -s 7
@@ -88,7 +90,7 @@ fi
 # LD_LIBRARY_PATH.
 if build build/tests/mt-mc; then
     for f in release debug check; do
-        dir=${libdir[$f]}
+        dir=$(dirname "${libdir[$f]}")
         build "$dir/libmclone.so" || continue
         args=()
         [ $f = check ] && args=(-n 3000 -l 2)

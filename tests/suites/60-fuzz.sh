@@ -28,6 +28,12 @@ if build build/tests/fuzz-replay; then
         checked "fuzz/replay/$f" 300 env LD_LIBRARY_PATH="${libdir[$f]}" "$bin/fuzz-replay" \
             "${inputs[@]}"
     done
+    # The secure build's mc_ names come first through the preload.
+    secure_lib=$root/build/secure/libmclone-secure.so
+    if build "$secure_lib"; then
+        checked "fuzz/replay/secure" 300 env LD_PRELOAD="$secure_lib" "$bin/fuzz-replay" \
+            "${inputs[@]}"
+    fi
 fi
 
 build build/fuzz/fuzz-alloc || exit 0
