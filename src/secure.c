@@ -43,18 +43,18 @@ static uint64_t trailer_of(const void *p, size_t n) {
     return ((uint64_t)_mc_secret * 0xc2b2ae3d27d4eb4full) ^ (uintptr_t)p ^ n;
 }
 
-/* Words 1.. of a block, as the mark and the fill see them. */
-static uint64_t *block_words(void *b) {
-    return (uint64_t *)b;
-}
-
 static size_t fill_end(size_t block_size) {
     return block_size < MC_SECURE_FILL ? block_size : MC_SECURE_FILL;
 }
 
+/* Canary bytes after the caller's n, before the trailer at end. */
+static size_t canary_len(size_t n, size_t end) {
+    return end - n < MC_SECURE_CANARY ? end - n : MC_SECURE_CANARY;
+}
+
 void _mc_secure_fill(mc_block_t *b, size_t block_size) {
     if (block_size < MC_SECURE_MIN) return;
-    uint64_t *w = block_words(b);
+    uint64_t *w = (uint64_t *)b;
     w[1] = mark_of(b);
     for (size_t i = 2; i < fill_end(block_size) / 8; i++) w[i] = FILL_WORD;
 }
@@ -80,15 +80,14 @@ static void block_info(void *p, mc_segment_t *seg, mc_page_t *pg, secure_block_t
 static void seal(void *p, size_t n, size_t usable) {
     uint8_t *q = p;
     size_t end = usable - MC_SECURE_TRAILER;
-    size_t canary = end - n < MC_SECURE_CANARY ? end - n : MC_SECURE_CANARY;
-    memset(q + n, CANARY_BYTE, canary);
+    memset(q + n, CANARY_BYTE, canary_len(n, end));
     uint64_t t = trailer_of(p, n);
     memcpy(q + end, &t, sizeof t);
 }
 
 /* A block just taken from a free list: it must be as free left it. */
 static void check_free_block(void *p, mc_segment_t *seg, mc_page_t *pg, const char *func) {
-    uint64_t *w = block_words(p);
+    uint64_t *w = p;
     size_t words = fill_end(pg->block_size) / 8;
     if (mc_unlikely(w[1] != mark_of(p)))
         _mc_fatal("%s(): block %p was written after it was freed (at +8)", func, p);
@@ -148,7 +147,7 @@ void *_mc_secure_aligned(size_t size, size_t align) {
 static bool check_block(void *p, const char *func, mc_where_t *w, secure_block_t *sb) {
     if (!_mc_locate(p, func, w)) return false;
     block_info(p, w->seg, w->page, sb);
-    if (sb->listed && block_words(p)[1] == mark_of(p)) {
+    if (sb->listed && ((const uint64_t *)p)[1] == mark_of(p)) {
         _mc_error_pointer(func, p, NULL);
         return false;
     }
@@ -160,8 +159,7 @@ static bool check_block(void *p, const char *func, mc_where_t *w, secure_block_t
     if (mc_unlikely(n > end))
         _mc_fatal("%s(): heap overflow: the end of block %p (%zu bytes usable) was overwritten",
                   func, p, end);
-    size_t canary = end - n < MC_SECURE_CANARY ? end - n : MC_SECURE_CANARY;
-    for (size_t i = 0; i < canary; i++)
+    for (size_t i = 0; i < canary_len(n, end); i++)
         if (mc_unlikely(q[n + i] != CANARY_BYTE))
             _mc_fatal("%s(): heap overflow: block %p of %zu bytes was written at +%zu", func, p, n,
                       n + i);
@@ -191,9 +189,12 @@ size_t _mc_secure_usable(const void *p, const char *func) {
     return check_block((void *)p, func, &w, &sb) ? sb.size : 0;
 }
 
-/* In place while the block has room and is not more than twice too big;
- * otherwise a new block, a copy and a free, so that each block keeps its
- * trailer at its own end. */
+/* In place while the block has room (a huge block's room to grow counts)
+ * and, when it shrinks, is not more than twice too big; otherwise a new
+ * block, a copy and a free, so that each block keeps its trailer at its own
+ * end.  As in the release build, a block above a page that grows gets half
+ * again as much room as it has bytes, so that a buffer grown a little at a
+ * time is copied a few times on its way up, not at every call. */
 void *_mc_secure_realloc(void *p, size_t size) {
     mc_where_t w;
     secure_block_t sb;
@@ -203,11 +204,17 @@ void *_mc_secure_realloc(void *p, size_t size) {
         return NULL;
     }
     if (!inner_size(size, &inner)) return NULL;
-    if (inner <= sb.usable && inner >= sb.usable / 2) {
+    if (inner <= sb.usable && (size >= sb.size || inner >= sb.usable / 2)) {
         seal(p, size, sb.usable);
         return p;
     }
-    void *q = _mc_secure_malloc(size);
+    void *q;
+    size_t roomy = sb.size + sb.size / 2 + MC_SECURE_TRAILER;
+    if (size > sb.size && size > MC_GROW_MIN && roomy > inner) {
+        q = secure_finish(mc_heap_malloc(mc_heap_get(), roomy), size, "realloc");
+    } else {
+        q = _mc_secure_malloc(size);
+    }
     if (q == NULL) return NULL;
     memcpy(q, p, sb.size < size ? sb.size : size);
     _mc_secure_free(p, SIZE_MAX, "realloc");

@@ -261,6 +261,26 @@ TEST(realloc_keeps_contents) {
     free(p);
 }
 
+/* A string builder: grown 100 bytes at a time to 4 MiB, it may move only a
+ * few dozen times (each move is a copy). */
+TEST(realloc_growth_moves_rarely) {
+    char *b = NULL;
+    size_t len = 0, moves = 0;
+    while (len < (4u << 20)) {
+        char *nb = realloc(b, len + 101);
+        CHECK(nb != NULL);
+        if (!nb) break;
+        if (nb != b) moves++;
+        b = nb;
+        memset(b + len, 'x', 100);
+        len += 100;
+        b[len] = '\0';
+    }
+    CHECKF(moves < 100, "%zu moves", moves);
+    CHECK(b != NULL && b[0] == 'x' && b[len - 1] == 'x');
+    free(b);
+}
+
 TEST(calloc_and_reuse_are_clean) {
     for (int round = 0; round < 3; round++) {
         unsigned char *b[64];
@@ -340,6 +360,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
     RUN(usable_size_is_the_size_asked);
     RUN(realloc_keeps_contents);
+    RUN(realloc_growth_moves_rarely);
     RUN(calloc_and_reuse_are_clean);
     RUN(aligned_blocks);
     RUN(sized_frees);
