@@ -208,13 +208,9 @@ void *_mc_secure_realloc(void *p, size_t size) {
         seal(p, size, sb.usable);
         return p;
     }
-    void *q;
-    size_t roomy = sb.size + sb.size / 2 + MC_SECURE_TRAILER;
-    if (size > sb.size && size > MC_GROW_MIN && roomy > inner) {
-        q = secure_finish(mc_heap_malloc(mc_heap_get(), roomy), size, "realloc");
-    } else {
-        q = _mc_secure_malloc(size);
-    }
+    size_t want = inner, roomy = sb.size + sb.size / 2 + MC_SECURE_TRAILER;
+    if (size > sb.size && size > MC_GROW_MIN && roomy > want) want = roomy;
+    void *q = secure_finish(mc_heap_malloc(mc_heap_get(), want), size, "realloc");
     if (q == NULL) return NULL;
     memcpy(q, p, sb.size < size ? sb.size : size);
     _mc_secure_free(p, SIZE_MAX, "realloc");
