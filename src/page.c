@@ -139,7 +139,7 @@ static void page_carve(mc_page_t *pg, size_t n) {
 void _mc_page_extend(mc_page_t *pg) {
     mc_assert(pg->free == NULL);
     size_t n = MC_EXTEND_BYTES / pg->block_size;
-    page_carve(pg, n < MC_EXTEND_MIN ? MC_EXTEND_MIN : n);
+    page_carve(pg, n == 0 ? 1 : n);
 }
 
 /* ---- Collecting --------------------------------------------------------------------- */
