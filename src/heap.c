@@ -293,27 +293,6 @@ static void heap_punch_holes(mc_heap_t *heap) {
     }
 }
 
-/* The heap took slices that were not resident (purged, or never used): the
- * process grows, so the other heaps give back their free slices at their
- * next maintenance, as when a segment is mapped.  Without this, the free
- * slices of a heap whose share of the work shrank waited out the purge
- * delay while another heap faulted in new ones (powtwo: 28 -> 26 MiB).
- * The heap's own growth is no reason for it to purge, so its epoch follows
- * along, unless another heap grew since it last looked. */
-static void heap_note_growth(mc_heap_t *heap) {
-    uint32_t epoch = _mc_grow_epoch_bump();
-    if (heap->grow_epoch == epoch - 1) heap->grow_epoch = epoch;
-}
-
-/* Take slices [idx, idx + n) of one of the heap's segments; returns whether
- * they are known zero. */
-static bool heap_take_span(mc_heap_t *heap, mc_segment_t *seg, size_t idx, size_t n) {
-    bool resident = _mc_segment_span_resident(seg, idx, n);
-    bool zero = _mc_segment_take_span(seg, idx, n);
-    if (!resident) heap_note_growth(heap);
-    return zero;
-}
-
 /* n free slices in one of the heap's segments, in address order; else from
  * an abandoned segment, the segment cache, or the OS. */
 static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
@@ -323,7 +302,7 @@ static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
             int idx = _mc_segment_find_span(seg, n);
             if (idx < 0) continue;
             if (seg->free_map == MC_SEGMENT_ALL_FREE) heap->empty_segments--;
-            *is_zero = heap_take_span(heap, seg, (size_t)idx, n);
+            *is_zero = _mc_segment_take_span(seg, (size_t)idx, n);
             return &seg->pages[idx];
         }
         if (heap_reclaim(heap)) continue;
@@ -473,7 +452,7 @@ bool _mc_heap_resize_large(mc_heap_t *heap, mc_page_t *pg, size_t size) {
     if (idx + n > MC_SLICES) return false;
     uint64_t want = (((uint64_t)1 << (n - old)) - 1) << (idx + old);
     if ((seg->free_map & want) != want) return false;
-    heap_take_span(heap, seg, idx + old, n - old);
+    _mc_segment_take_span(seg, idx + old, n - old);
     _mc_page_set_inner(pg, old, n);
     pg->slice_count = (uint16_t)n;
     pg->block_size = (uint32_t)(n * MC_SLICE_SIZE);

@@ -136,9 +136,6 @@ bool _mc_huge_is_live(const mc_segment_t *seg);
  * and tell every heap (through the grow epoch) to purge its free slices. */
 void _mc_caches_purge_now(void);
 uint32_t _mc_grow_epoch(void);
-uint32_t _mc_grow_epoch_bump(void); /* returns the new epoch */
-/* Whether every slice of [idx, idx + n) is free and still resident. */
-bool _mc_segment_span_resident(const mc_segment_t *seg, size_t idx, size_t n);
 bool _mc_segment_cache_empty(void);
 /* A huge block may use its mapping to the end, up to half again what was
  * last asked and 2 MiB: a block that grew into a larger cached mapping keeps

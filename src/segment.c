@@ -119,9 +119,9 @@ size_t _mc_segments_count(size_t *cached, size_t *abandoned_out) {
 }
 
 static mc_segment_t *segment_from_huge(void);
-/* Bumped whenever the process takes memory that is not resident: a fresh
- * segment (_mc_caches_purge_now), or slices purged or never used (heap.c,
- * heap_note_growth). */
+/* Bumped whenever the process is about to map fresh memory (a segment or a
+ * huge block: _mc_caches_purge_now); each heap purges its free slices when
+ * it sees it move. */
 static _Atomic uint32_t grow_epoch;
 
 static mc_segment_t *segment_map_new(void) {
@@ -536,19 +536,14 @@ uint32_t _mc_grow_epoch(void) {
     return atomic_load_explicit(&grow_epoch, memory_order_relaxed);
 }
 
-uint32_t _mc_grow_epoch_bump(void) {
-    return atomic_fetch_add_explicit(&grow_epoch, 1, memory_order_relaxed) + 1;
-}
-
-bool _mc_segment_span_resident(const mc_segment_t *seg, size_t idx, size_t n) {
-    uint64_t mask = span_mask(idx, n);
-    return (seg->dirty_map & mask) == mask;
+static void grow_epoch_bump(void) {
+    atomic_fetch_add_explicit(&grow_epoch, 1, memory_order_relaxed);
 }
 
 /* About to map fresh memory: first give back what the caches hold, since it
  * could not serve this request (peak RSS stays what is in use). */
 void _mc_caches_purge_now(void) {
-    _mc_grow_epoch_bump();
+    grow_epoch_bump();
     if (atomic_load_explicit(&cache_count, memory_order_relaxed) +
             atomic_load_explicit(&huge_cache_count, memory_order_relaxed) !=
         0) {
