@@ -1054,6 +1054,35 @@ TEST(short_cycles_carve_little) {
            "%zu bytes carved for %zu live", grown, live);
 }
 
+/* A fresh page of blocks of 4 KiB or more carves them one at a time: the
+ * blocks after the one handed out are not written, so their OS pages stay
+ * out of RAM (carving four at a time wrote each one's link).  In a thread
+ * of its own, so that its heap has no page of that size yet. */
+static void *carve_big(void *arg) {
+    unsigned char *p = mc_malloc(24 * KiB);
+    size_t *out = arg, ps = (size_t)sysconf(_SC_PAGESIZE);
+    if (p == NULL) return NULL;
+    size_t us = mc_usable_size(p);
+    out[0] = us;
+    for (size_t i = 1; i <= 3; i++) {
+        unsigned char vec = 0;
+        uintptr_t at = ((uintptr_t)p + i * us) & ~(uintptr_t)(ps - 1);
+        if (mincore((void *)at, ps, &vec) == 0 && (vec & 1)) out[1]++;
+    }
+    mc_free(p);
+    return NULL;
+}
+
+TEST(big_blocks_carved_one_at_a_time) {
+    mc_trim(0); /* no free memory resident from earlier tests */
+    size_t out[2] = {0, 0};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, carve_big, out) == 0);
+    pthread_join(t, NULL);
+    printf("# blocks of %zu bytes: %zu of the 3 after the first resident\n", out[0], out[1]);
+    CHECKF(out[0] >= 24 * KiB && out[1] == 0, "%zu of 3 resident", out[1]);
+}
+
 /* A thread that exits leaves its segments to others: their free slices go
  * back to the OS at once ("resident" counts those not purged yet). */
 static void *leave_free_slices(void *arg) {
@@ -1302,6 +1331,7 @@ int main(int argc, char **argv) {
     RUN(usable_size_matches);
     RUN(size_classes_are_tight);
     RUN(short_cycles_carve_little);
+    RUN(big_blocks_carved_one_at_a_time);
     RUN(exited_threads_purge_free_slices);
     RUN(freed_blocks_of_other_threads_are_reused);
     RUN(fresh_mapping_elsewhere_purges_free_slices);
