@@ -137,13 +137,9 @@ mc_export void *mc_pvalloc(size_t size) {
     return mc_memalign(ps, mc_align_up(size, ps));
 }
 
-static size_t api_usable_size(const void *p) {
+mc_export size_t mc_usable_size(const void *p) {
     if (MC_SECURE) return _mc_secure_usable(p, "malloc_usable_size");
     return _mc_usable_size(p, "malloc_usable_size");
-}
-
-mc_export size_t mc_usable_size(const void *p) {
-    return api_usable_size(p);
 }
 
 /* ---- Memory return ------------------------------------------------------------------------ */
@@ -237,7 +233,7 @@ mc_export int malloc_trim(size_t pad) {
 }
 
 mc_export size_t malloc_usable_size(void *p) {
-    return api_usable_size(p);
+    return mc_usable_size(p);
 }
 
 /* ---- The standard names -------------------------------------------------------------------- */

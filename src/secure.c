@@ -167,6 +167,12 @@ static bool check_block(void *p, const char *func, mc_where_t *w, secure_block_t
     return true;
 }
 
+/* Free a block check_block has passed: mark and fill it, then free it. */
+static void release_block(void *p, const mc_where_t *w, const secure_block_t *sb) {
+    if (sb->listed) _mc_secure_fill(p, w->page->block_size);
+    mc_free_inline(p);
+}
+
 void _mc_secure_free(void *p, size_t size, const char *func) {
     if (p == NULL) return;
     int saved = errno;
@@ -176,8 +182,7 @@ void _mc_secure_free(void *p, size_t size, const char *func) {
         if (mc_unlikely(size != SIZE_MAX && size != sb.size))
             _mc_fatal("%s(): block %p was allocated with %zu bytes, not %zu", func, p, sb.size,
                       size);
-        if (sb.listed) _mc_secure_fill(p, w.page->block_size);
-        mc_free_inline(p);
+        release_block(p, &w, &sb);
     }
     errno = saved;
 }
@@ -213,6 +218,6 @@ void *_mc_secure_realloc(void *p, size_t size) {
     void *q = secure_finish(mc_heap_malloc(mc_heap_get(), want), size, "realloc");
     if (q == NULL) return NULL;
     memcpy(q, p, sb.size < size ? sb.size : size);
-    _mc_secure_free(p, SIZE_MAX, "realloc");
+    release_block(p, &w, &sb); /* checked above */
     return q;
 }

@@ -536,14 +536,10 @@ uint32_t _mc_grow_epoch(void) {
     return atomic_load_explicit(&grow_epoch, memory_order_relaxed);
 }
 
-static void grow_epoch_bump(void) {
-    atomic_fetch_add_explicit(&grow_epoch, 1, memory_order_relaxed);
-}
-
 /* About to map fresh memory: first give back what the caches hold, since it
  * could not serve this request (peak RSS stays what is in use). */
 void _mc_caches_purge_now(void) {
-    grow_epoch_bump();
+    atomic_fetch_add_explicit(&grow_epoch, 1, memory_order_relaxed);
     if (atomic_load_explicit(&cache_count, memory_order_relaxed) +
             atomic_load_explicit(&huge_cache_count, memory_order_relaxed) !=
         0) {
