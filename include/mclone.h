@@ -73,6 +73,9 @@ typedef enum mc_option_e {
     MC_OPTION_ABORT_ON_ERROR,  /* MCLONE_ABORT_ON_ERROR: abort after reporting
                                   a bad free (1, the default) or only report and
                                   ignore it (0) */
+    MC_OPTION_QUARANTINE_KB,   /* MCLONE_QUARANTINE_KB: secure build only: KiB of
+                                  freed blocks each thread holds back from reuse
+                                  (256 by default; 0: none) */
     MC_OPTION_COUNT
 } mc_option_t;
 
@@ -113,7 +116,8 @@ void mc_stats_get(mc_stats_t *stats);
 void mc_stats_print(int fd);
 
 /* A map of the heap written to fd: one line per segment with its owner and
- * one character per slice ('.' free, '#' metadata, a letter per page kind),
+ * one character per slice ('.' free, '#' metadata, '|' guard (secure build),
+ * a letter per page kind),
  * followed by the huge blocks.  For learning and debugging. */
 void mc_heap_map(int fd);
 

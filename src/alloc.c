@@ -69,7 +69,7 @@ mc_noinline void *_mc_malloc_generic(size_t size, mc_heap_t *heap) {
                 b = pg->free;
             }
             if (b != NULL) {
-                pg->free = b->next;
+                pg->free = mc_block_next(b);
                 return b;
             }
         }
@@ -160,7 +160,7 @@ mc_noinline void _mc_free_generic(void *p) {
 mc_noinline void _mc_free_inner(mc_page_t *inner, mc_block_t *b) {
     mc_page_t *pg = (mc_page_t *)((uint8_t *)inner - inner->slice_back);
     if (mc_likely(pg->flags == 0 && b != pg->local_free && mc_page_block_of(pg, b) == b)) {
-        b->next = pg->local_free;
+        mc_block_set_next(b, pg->local_free);
         pg->local_free = b;
         if (mc_unlikely(--pg->used == 0)) _mc_heap_page_emptied(pg);
         return;

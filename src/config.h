@@ -25,6 +25,8 @@
 #define MC_SECURE_MIN     16   /* smallest block: link and mark, once free */
 #define MC_SECURE_CANARY  32   /* canary bytes checked after the caller's bytes */
 #define MC_SECURE_FILL    1024 /* bytes of a free block filled and checked */
+/* KiB of freed blocks each thread's quarantine holds (MCLONE_QUARANTINE_KB). */
+#define MC_QUARANTINE_KB_DEFAULT (MC_SECURE ? 256 : 0)
 
 /* Fault injection: the os layer can be told to fail its Nth call (tests). */
 #ifndef MCLONE_FAULT_INJECT
@@ -36,13 +38,16 @@
  * A segment is 4 MiB aligned to 4 MiB, cut into 64 slices of 64 KiB.  Slice 0
  * holds the segment header and the page descriptors; slices 1..63 are handed
  * out as spans. */
-#define MC_SEGMENT_SHIFT    22
-#define MC_SEGMENT_SIZE     ((size_t)1 << MC_SEGMENT_SHIFT)
-#define MC_SEGMENT_MASK     (MC_SEGMENT_SIZE - 1)
-#define MC_SLICE_SHIFT      16
-#define MC_SLICE_SIZE       ((size_t)1 << MC_SLICE_SHIFT)
-#define MC_SLICES           (MC_SEGMENT_SIZE / MC_SLICE_SIZE) /* 64: one bitmap word */
-#define MC_SEGMENT_ALL_FREE (~(uint64_t)1)                    /* every slice but 0 */
+#define MC_SEGMENT_SHIFT 22
+#define MC_SEGMENT_SIZE  ((size_t)1 << MC_SEGMENT_SHIFT)
+#define MC_SEGMENT_MASK  (MC_SEGMENT_SIZE - 1)
+#define MC_SLICE_SHIFT   16
+#define MC_SLICE_SIZE    ((size_t)1 << MC_SLICE_SHIFT)
+#define MC_SLICES        (MC_SEGMENT_SIZE / MC_SLICE_SIZE) /* 64: one bitmap word */
+/* Spans lie in slices 1 .. MC_SLICES_END - 1: in the secure build slice 63 is
+ * a guard (segment.c).  All free: every one of those slices. */
+#define MC_SLICES_END       (MC_SLICES - MC_SECURE)
+#define MC_SEGMENT_ALL_FREE (~(uint64_t)1 & ~((uint64_t)MC_SECURE << 63))
 
 /* The segment map: one 16-bit entry per 4 MiB of user address space.
  *   0                     not ours

@@ -208,7 +208,7 @@ static bool heap_reclaim(mc_heap_t *heap) {
     mc_page_t *empty[MC_SLICES];
     size_t nempty = 0;
     size_t i = 1;
-    while (i < MC_SLICES) {
+    while (i < MC_SLICES_END) {
         mc_page_t *pg = &seg->pages[i];
         if (seg->free_map & ((uint64_t)1 << i)) {
             i++;
@@ -255,7 +255,7 @@ static void heap_visit_abandoned(void) {
     mc_segment_t *seg = _mc_segment_pop_abandoned();
     if (seg == NULL) return;
     size_t i = 1;
-    while (i < MC_SLICES) {
+    while (i < MC_SLICES_END) {
         mc_page_t *pg = &seg->pages[i];
         if (seg->free_map & ((uint64_t)1 << i)) {
             i++;
@@ -350,7 +350,7 @@ static void heap_return_foreign(mc_heap_t *heap) {
         mc_block_t *b = heap->foreign[bin];
         heap->foreign[bin] = NULL;
         while (b != NULL) {
-            mc_block_t *next = b->next;
+            mc_block_t *next = mc_block_next(b);
             _mc_free_generic(b);
             b = next;
         }
@@ -418,12 +418,12 @@ void *_mc_heap_alloc_bin(mc_heap_t *heap, size_t bin) {
         mc_page_t *pg = heap_page_for_bin(heap, bin);
         if (pg != NULL) {
             mc_block_t *b = pg->free;
-            pg->free = b->next;
+            pg->free = mc_block_next(b);
             return b;
         }
     }
     mc_block_t *b = heap->foreign[bin];
-    if (b != NULL) heap->foreign[bin] = b->next;
+    if (b != NULL) heap->foreign[bin] = mc_block_next(b);
     return b;
 }
 
@@ -449,7 +449,7 @@ bool _mc_heap_resize_large(mc_heap_t *heap, mc_page_t *pg, size_t size) {
         heap_note_purge(heap, _mc_segment_free_span(seg, idx + n, old - n));
         return true;
     }
-    if (idx + n > MC_SLICES) return false;
+    if (idx + n > MC_SLICES_END) return false;
     uint64_t want = (((uint64_t)1 << (n - old)) - 1) << (idx + old);
     if ((seg->free_map & want) != want) return false;
     _mc_segment_take_span(seg, idx + old, n - old);
@@ -462,7 +462,7 @@ bool _mc_heap_resize_large(mc_heap_t *heap, mc_page_t *pg, size_t size) {
 /* ---- Free slow paths ------------------------------------------------------------- */
 void _mc_heap_free_local(mc_heap_t *heap, mc_page_t *pg, mc_block_t *block) {
     if ((pg->flags & MC_PAGE_IN_FULL) && _mc_page_disarm_notify(pg)) heap_drain_notified(heap);
-    block->next = pg->local_free;
+    mc_block_set_next(block, pg->local_free);
     pg->local_free = block;
     if (--pg->used == 0) {
         queue_remove_any(heap, pg);
@@ -699,6 +699,7 @@ static void heap_abandon(mc_heap_t *heap) {
 static void heap_thread_done(void *arg) {
     mc_heap_t *heap = arg;
     if (heap == NULL || heap == &_mc_heap_empty) return;
+    if (MC_SECURE) _mc_secure_quarantine_flush(heap); /* while its frees are still local */
     if (_mc_heap_tls == heap) {
         _mc_heap_tls = &_mc_heap_empty;
         _mc_tag_tls = MC_TAG_NOBODY;

@@ -54,6 +54,21 @@ static inline long mc_option(mc_option_t o) {
 extern uint16_t _mc_segmap[MC_SEGMAP_ENTRIES]; /* see config.h */
 extern uintptr_t _mc_secret;
 
+/* The link in a free block's first word.  The secure build stores it XORed
+ * with a key made of the process's secret and the block's own address, so a
+ * write into a freed block cannot plant an address malloc would follow: a
+ * link overwritten by the program decodes to a pointer the secure checks
+ * reject (secure.c).  The release build stores the pointer itself. */
+static inline uintptr_t mc_link_key(const mc_block_t *b) {
+    return MC_SECURE ? (_mc_secret ^ (uintptr_t)b) * 0x9e3779b97f4a7c15ull : 0;
+}
+static inline mc_block_t *mc_block_next(const mc_block_t *b) {
+    return (mc_block_t *)((uintptr_t)b->next ^ mc_link_key(b));
+}
+static inline void mc_block_set_next(mc_block_t *b, const mc_block_t *next) {
+    b->next = (mc_block_t *)((uintptr_t)next ^ mc_link_key(b));
+}
+
 /* The segment of any block: blocks never start at a segment's first byte
  * (slice 0 is metadata), and a huge block starts at most MC_SEGMENT_SIZE after
  * its header, so p - 1 is always inside the header's 4 MiB. */
@@ -281,6 +296,8 @@ size_t _mc_secure_usable(const void *p, const char *func);
 /* A block entering a free list other than through free (carved, or taken
  * back from a hole) gets the fill and mark of a freed one. */
 void _mc_secure_fill(mc_block_t *b, size_t block_size);
+/* Hand every block of heap's quarantine back to its page (thread exit, trim). */
+void _mc_secure_quarantine_flush(mc_heap_t *heap);
 
 /* malloc's fast path: pop the first free block of the page the direct table
  * names for this size.  The empty page (no free block) stands in for "no page
@@ -290,7 +307,7 @@ static inline void *mc_heap_malloc_small(mc_heap_t *heap, size_t size) {
     mc_page_t *pg = heap->direct[(size + 7) >> 3];
     mc_block_t *b = pg->free;
     if (mc_unlikely(b == NULL)) return _mc_malloc_generic(size, heap);
-    pg->free = b->next;
+    pg->free = mc_block_next(b);
     return b;
 }
 
@@ -317,7 +334,7 @@ static inline void mc_free_inline(void *p) {
         mc_page_t *pg = mc_slice_descriptor(i, p);
         mc_block_t *b = (mc_block_t *)p, *head = pg->local_free;
         if (mc_likely(pg->flags == 0 && b != head)) {
-            b->next = head;
+            mc_block_set_next(b, head);
             pg->local_free = b;
             if (mc_unlikely(--pg->used == 0)) _mc_heap_page_emptied(pg);
             return;

@@ -19,12 +19,14 @@ static const mc_option_desc_t option_desc[MC_OPTION_COUNT] = {
     [MC_OPTION_VERBOSE] = {"VERBOSE", 0, 0, 1},
     [MC_OPTION_SHOW_STATS] = {"SHOW_STATS", 0, 0, 2},
     [MC_OPTION_ABORT_ON_ERROR] = {"ABORT_ON_ERROR", 1, 0, 1},
+    [MC_OPTION_QUARANTINE_KB] = {"QUARANTINE_KB", MC_QUARANTINE_KB_DEFAULT, 0, 1 << 20},
 };
 
 long _mc_options[MC_OPTION_COUNT] = {
     [MC_OPTION_PURGE_DELAY_MS] = MC_PURGE_DELAY_MS_DEFAULT,
     [MC_OPTION_SEGMENT_CACHE] = MC_SEGMENT_CACHE_DEFAULT,
     [MC_OPTION_ABORT_ON_ERROR] = 1,
+    [MC_OPTION_QUARANTINE_KB] = MC_QUARANTINE_KB_DEFAULT,
 };
 
 /* A decimal integer (optionally negative), or yes/no, true/false, on/off. */

@@ -175,6 +175,10 @@ int _mc_os_unmap(void *p, size_t size) {
     return raw_unmap(p, size);
 }
 
+int _mc_os_guard(void *p, size_t size) {
+    return mprotect(p, size, PROT_NONE);
+}
+
 void *_mc_os_map_aligned(size_t size, size_t align, size_t offset) {
     if (size + align < size) return NULL;
     /* Over-allocate by align and cut the ends off: the kernel gives no way to

@@ -123,8 +123,9 @@ static void page_carve(mc_page_t *pg, size_t n) {
     mc_assert(n > 0);
     uint8_t *first = pg->start + (size_t)pg->capacity * bs;
     uint8_t *b = first;
-    for (size_t i = 1; i < n; i++, b += bs) ((mc_block_t *)b)->next = (mc_block_t *)(b + bs);
-    ((mc_block_t *)b)->next = pg->free;
+    for (size_t i = 1; i < n; i++, b += bs)
+        mc_block_set_next((mc_block_t *)b, (mc_block_t *)(b + bs));
+    mc_block_set_next((mc_block_t *)b, pg->free);
     if (MC_SECURE)
         for (size_t i = 0; i < n; i++) _mc_secure_fill((mc_block_t *)(first + i * bs), bs);
     pg->free = (mc_block_t *)first;
@@ -158,15 +159,15 @@ size_t _mc_page_collect_thread_free(mc_page_t *pg) {
     if (head == NULL) return 0;
     mc_block_t *tail = head;
     size_t count = 1;
-    while (tail->next != NULL) {
-        tail = tail->next;
+    while (mc_block_next(tail) != NULL) {
+        tail = mc_block_next(tail);
         /* More blocks than the page ever handed out: a block was freed twice
          * by other threads and the list now loops. */
         if (mc_unlikely(++count > pg->used))
             _mc_fatal("free(): double free detected in the blocks other threads freed to page %p",
                       (const void *)pg);
     }
-    tail->next = pg->local_free;
+    mc_block_set_next(tail, pg->local_free);
     pg->local_free = head;
     pg->used -= (uint32_t)count;
     return count;
@@ -209,7 +210,7 @@ void _mc_page_collect(mc_page_t *pg) {
 static void page_recount(mc_page_t *pg) {
     if (!pg->uncounted) return;
     uint32_t n = 0;
-    for (mc_block_t *b = pg->local_free; b != NULL; b = b->next) n++;
+    for (mc_block_t *b = pg->local_free; b != NULL; b = mc_block_next(b)) n++;
     pg->used = pg->capacity + pg->pinned - pg->holed - n;
     pg->uncounted = 0;
 }
@@ -219,11 +220,11 @@ void _mc_page_normalize(mc_page_t *pg) {
     if (pg->free == NULL) return;
     mc_block_t *tail = pg->free;
     uint32_t n = 1;
-    while (tail->next != NULL) {
-        tail = tail->next;
+    while (mc_block_next(tail) != NULL) {
+        tail = mc_block_next(tail);
         n++;
     }
-    tail->next = pg->local_free;
+    mc_block_set_next(tail, pg->local_free);
     pg->local_free = pg->free;
     pg->free = NULL;
     pg->used -= n;
@@ -256,7 +257,7 @@ size_t _mc_page_punch_holes(mc_page_t *pg) {
     if ((size_t)(pg->used - pg->pinned) * 4 > pg->capacity) return 0;
     /* Bytes of free blocks in each OS page. */
     uint32_t cover[64] = {0};
-    for (mc_block_t *b = pg->local_free; b != NULL; b = b->next) {
+    for (mc_block_t *b = pg->local_free; b != NULL; b = mc_block_next(b)) {
         size_t off = (size_t)((uint8_t *)b - pg->start), end = off + bs;
         for (size_t o = off; o < end;) {
             size_t i = o / ps, next = (i + 1) * ps < end ? (i + 1) * ps : end;
@@ -273,11 +274,11 @@ size_t _mc_page_punch_holes(mc_page_t *pg) {
     mc_block_t *keep = NULL, *b = pg->local_free;
     uint32_t out = 0;
     while (b != NULL) {
-        mc_block_t *next = b->next;
+        mc_block_t *next = mc_block_next(b);
         if (block_touches(pg, (size_t)((uint8_t *)b - pg->start), purge, ps)) {
             out++;
         } else {
-            b->next = keep;
+            mc_block_set_next(b, keep);
             keep = b;
         }
         b = next;
@@ -309,7 +310,7 @@ void _mc_page_fill_holes(mc_page_t *pg) {
     for (size_t i = pg->capacity; i-- > 0;) {
         if (!block_touches(pg, i * bs, pg->holes, ps)) continue;
         mc_block_t *b = (mc_block_t *)(pg->start + i * bs);
-        b->next = list;
+        mc_block_set_next(b, list);
         if (MC_SECURE) _mc_secure_fill(b, bs); /* purged: zero, or as it was */
         list = b;
     }
@@ -325,7 +326,7 @@ void _mc_page_free_remote(mc_page_t *pg, mc_block_t *block) {
     uintptr_t state;
     do {
         state = tf & MC_TF_STATE;
-        block->next = (mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE);
+        mc_block_set_next(block, (mc_block_t *)(tf & ~(uintptr_t)MC_TF_STATE));
     } while (!atomic_compare_exchange_weak_explicit(
         &pg->thread_free, &tf, (uintptr_t)block | (state == MC_TF_NOTIFY ? MC_TF_BUSY : state),
         memory_order_acq_rel, memory_order_relaxed));
@@ -394,7 +395,7 @@ bool _mc_page_disarm_notify(mc_page_t *pg) {
 /* Count a free list, checking every block is one of this page's. */
 static bool page_list_count(const mc_page_t *pg, const mc_block_t *b, size_t *count) {
     size_t n = 0;
-    for (; b != NULL; b = b->next) {
+    for (; b != NULL; b = mc_block_next(b)) {
         if (++n > pg->capacity || mc_page_block_of(pg, b) != b) return false;
     }
     *count = n;

@@ -85,20 +85,78 @@ static void seal(void *p, size_t n, size_t usable) {
     memcpy(q + end, &t, sizeof t);
 }
 
-/* A block just taken from a free list: it must be as free left it. */
-static void check_free_block(void *p, mc_segment_t *seg, mc_page_t *pg, const char *func) {
-    uint64_t *w = p;
-    size_t words = fill_end(pg->block_size) / 8;
+/* A freed block's mark and fill must be as free left them. */
+static void check_fill(const void *p, size_t block_size, const char *func) {
+    const uint64_t *w = p;
     if (mc_unlikely(w[1] != mark_of(p)))
         _mc_fatal("%s(): block %p was written after it was freed (at +8)", func, p);
-    for (size_t i = 2; i < words; i++)
+    for (size_t i = 2; i < fill_end(block_size) / 8; i++)
         if (mc_unlikely(w[i] != FILL_WORD))
             _mc_fatal("%s(): block %p was written after it was freed (at +%zu)", func, p, i * 8);
-    mc_block_t *next = ((mc_block_t *)p)->next;
+}
+
+/* A block just taken from a free list: it must be as free left it. */
+static void check_free_block(void *p, mc_segment_t *seg, mc_page_t *pg, const char *func) {
+    check_fill(p, pg->block_size, func);
+    mc_block_t *next = mc_block_next(p);
     if (mc_unlikely(next != NULL && (mc_segment_of(next) != seg || mc_page_of(seg, next) != pg ||
                                      mc_page_block_of(pg, next) != next)))
         _mc_fatal("%s(): the free list after block %p is corrupt (a write after free?)", func, p);
-    w[1] = 0; /* a live block has no mark */
+    ((uint64_t *)p)[1] = 0; /* a live block has no mark */
+}
+
+/* ---- Quarantine -------------------------------------------------------------------
+ * A freed small or medium block does not go back to its page at once: it
+ * waits, marked and filled, at the end of a queue of the freeing thread's
+ * heap, and leaves from the front once the queue holds more than
+ * MCLONE_QUARANTINE_KB.  So a freed block is not handed out again by the
+ * next malloc of its size: a second free of it finds the mark whatever was
+ * allocated in between, and a write into it is caught when it leaves (the
+ * fill is checked there as well as by malloc).  The queue is linked through
+ * the blocks' first words, encoded like free-list links, and each link is
+ * checked (a marked block of ours) before it is followed. */
+static bool is_quarantined(const mc_block_t *b) {
+    mc_segment_t *seg = mc_segment_of(b);
+    if (!mc_segmap_contains(seg) || seg->kind != MC_SEGMENT_NORMAL) return false;
+    mc_page_t *pg = mc_page_of(seg, b);
+    return (pg->kind == MC_KIND_SMALL || pg->kind == MC_KIND_MEDIUM) &&
+           mc_page_block_of(pg, b) == b && ((const uint64_t *)b)[1] == mark_of(b);
+}
+
+/* The oldest block leaves the quarantine for its page. */
+static void quarantine_pop(mc_heap_t *heap) {
+    mc_block_t *b = heap->quarantine;
+    size_t bs = mc_page_of(mc_segment_of(b), b)->block_size;
+    check_fill(b, bs, "free");
+    mc_block_t *next = mc_block_next(b);
+    if (mc_unlikely(b == heap->quarantine_last ? next != NULL : !is_quarantined(next)))
+        _mc_fatal("free(): the quarantine after block %p is corrupt (a write after free?)",
+                  (void *)b);
+    heap->quarantine = next;
+    if (next == NULL) heap->quarantine_last = NULL;
+    heap->quarantine_bytes -= bs;
+    mc_free_inline(b);
+}
+
+static void quarantine_push(mc_heap_t *heap, mc_block_t *b, size_t block_size) {
+    mc_block_set_next(b, NULL);
+    mc_block_t *last = heap->quarantine_last;
+    if (last != NULL) {
+        if (mc_unlikely(mc_block_next(last) != NULL))
+            _mc_fatal("free(): the quarantine after block %p is corrupt (a write after free?)",
+                      (void *)last);
+        mc_block_set_next(last, b);
+    } else {
+        heap->quarantine = b;
+    }
+    heap->quarantine_last = b;
+    heap->quarantine_bytes += block_size;
+    size_t limit = (size_t)mc_option(MC_OPTION_QUARANTINE_KB) << 10;
+    while (heap->quarantine_bytes > limit) quarantine_pop(heap);
+}
+
+void _mc_secure_quarantine_flush(mc_heap_t *heap) {
+    while (heap->quarantine != NULL) quarantine_pop(heap);
 }
 
 /* Seal a block the allocator just returned for a request of n bytes. */
@@ -167,10 +225,20 @@ static bool check_block(void *p, const char *func, mc_where_t *w, secure_block_t
     return true;
 }
 
-/* Free a block check_block has passed: mark and fill it, then free it. */
+/* Free a block check_block has passed: mark and fill it, then put it in
+ * the quarantine (or, if not small or medium, free it). */
 static void release_block(void *p, const mc_where_t *w, const secure_block_t *sb) {
-    if (sb->listed) _mc_secure_fill(p, w->page->block_size);
-    mc_free_inline(p);
+    mc_heap_t *heap = mc_heap_get();
+    if (!sb->listed) {
+        mc_free_inline(p);
+        return;
+    }
+    _mc_secure_fill(p, w->page->block_size);
+    /* (A thread without a heap has no quarantine: the empty heap is shared.) */
+    if (heap != &_mc_heap_empty)
+        quarantine_push(heap, p, w->page->block_size);
+    else
+        mc_free_inline(p);
 }
 
 void _mc_secure_free(void *p, size_t size, const char *func) {

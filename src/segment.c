@@ -98,7 +98,7 @@ mc_block_t *_mc_segment_take_remote(mc_page_t *pg, size_t bin, const struct mc_h
         list = _mc_page_take_thread_free(pg);
         if (list != NULL && pg->bin != bin) { /* (a large page's bin is 0) */
             while (list != NULL) {
-                mc_block_t *next = list->next;
+                mc_block_t *next = mc_block_next(list);
                 _mc_page_free_remote(pg, list);
                 list = next;
             }
@@ -118,6 +118,28 @@ size_t _mc_segments_count(size_t *cached, size_t *abandoned_out) {
     return __atomic_load_n(&registry_count, __ATOMIC_RELAXED);
 }
 
+/* ---- Guard pages (the secure build) ----------------------------------------------
+ * A write that runs off the end of the last slice, or back off the start of
+ * slice 1, or off the end of a huge block's mapping, faults at once instead
+ * of landing on whatever lies there (often another segment's header):
+ *   - slice 63 of every segment is never handed out and is PROT_NONE (64 KiB
+ *     of address space, no memory);
+ *   - slice 0 is PROT_NONE after its header and page descriptors;
+ *   - a huge mapping has one PROT_NONE OS page after its seg->size bytes.
+ * The secure build never resizes a huge mapping (its realloc moves blocks;
+ * a cached mapping serves only a block of its exact length) nor turns one
+ * into a segment, so a guard never has to move.  If mprotect fails (too
+ * many mappings), the segment simply has no guard. */
+static size_t huge_guard(void) {
+    return MC_SECURE ? _mc_os_page_size() : 0;
+}
+
+static void segment_guard(mc_segment_t *seg) {
+    size_t meta = mc_align_up(segment_meta_size, _mc_os_page_size());
+    if (meta < MC_SLICE_SIZE) _mc_os_guard((uint8_t *)seg + meta, MC_SLICE_SIZE - meta);
+    _mc_os_guard((uint8_t *)seg + (MC_SLICES - 1) * MC_SLICE_SIZE, MC_SLICE_SIZE);
+}
+
 static mc_segment_t *segment_from_huge(void);
 /* Bumped whenever the process is about to map fresh memory (a segment or a
  * huge block: _mc_caches_purge_now); each heap purges its free slices when
@@ -130,6 +152,7 @@ static mc_segment_t *segment_map_new(void) {
     _mc_caches_purge_now();
     mc_segment_t *seg = _mc_os_map_aligned(MC_SEGMENT_SIZE, MC_SEGMENT_SIZE, 0);
     if (seg == NULL) return NULL;
+    if (MC_SECURE) segment_guard(seg);
     /* Fresh memory is zero: only the non-zero fields need setting. */
     seg->cookie = (uintptr_t)seg ^ _mc_secret;
     seg->kind = MC_SEGMENT_NORMAL;
@@ -142,8 +165,9 @@ static mc_segment_t *segment_map_new(void) {
 
 static void segment_unmap(mc_segment_t *seg) {
     registry_remove(seg);
-    _mc_stats_committed(-(long)(seg->kind == MC_SEGMENT_HUGE ? seg->size : segment_meta_size));
-    _mc_os_unmap(seg, seg->size);
+    bool huge = seg->kind == MC_SEGMENT_HUGE;
+    _mc_stats_committed(-(long)(huge ? seg->size : segment_meta_size));
+    _mc_os_unmap(seg, seg->size + (huge ? huge_guard() : 0));
 }
 
 /* ---- Spans ------------------------------------------------------------------------
@@ -167,7 +191,7 @@ static uint64_t span_mask(size_t idx, size_t n) {
 
 bool _mc_segment_take_span(mc_segment_t *seg, size_t idx, size_t n) {
     uint64_t mask = span_mask(idx, n);
-    mc_assert(idx >= 1 && idx + n <= MC_SLICES && (seg->free_map & mask) == mask);
+    mc_assert(idx >= 1 && idx + n <= MC_SLICES_END && (seg->free_map & mask) == mask);
     seg->free_map &= ~mask;
     seg->dirty_map &= ~mask;
     seg->aged_map &= ~mask;
@@ -180,7 +204,7 @@ bool _mc_segment_take_span(mc_segment_t *seg, size_t idx, size_t n) {
 
 uint64_t _mc_segment_free_span(mc_segment_t *seg, size_t idx, size_t n) {
     uint64_t mask = span_mask(idx, n);
-    mc_assert(idx >= 1 && idx + n <= MC_SLICES && (seg->free_map & mask) == 0);
+    mc_assert(idx >= 1 && idx + n <= MC_SLICES_END && (seg->free_map & mask) == 0);
     seg->free_map |= mask;
     seg->dirty_map |= mask;
     _mc_stats_committed(-(long)(n * MC_SLICE_SIZE));
@@ -473,7 +497,10 @@ static mc_segment_t *huge_cache_remove(size_t len, bool or_largest) {
     _mc_lock(&cache_lock);
     mc_segment_t *fit = NULL, *largest = NULL;
     for (mc_segment_t *s = huge_cache; s != NULL; s = s->next) {
-        if (s->size >= len && (fit == NULL || s->size < fit->size)) fit = s;
+        /* (The secure build reuses only a mapping of exactly len bytes, whose
+         * guard page is where it must be.) */
+        bool fits = MC_SECURE ? s->size == len : s->size >= len;
+        if (fits && (fit == NULL || s->size < fit->size)) fit = s;
         if (s->size < len && (largest == NULL || s->size > largest->size)) largest = s;
     }
     mc_segment_t *seg = fit != NULL ? fit : or_largest ? largest : NULL;
@@ -486,9 +513,10 @@ static mc_segment_t *huge_cache_remove(size_t len, bool or_largest) {
 }
 
 /* The cached mapping to serve len bytes: the smallest at least that large,
- * or else the largest (which will grow).  Taken out of the cache. */
+ * or else the largest (which will grow); in the secure build, one of exactly
+ * that size.  Taken out of the cache. */
 static mc_segment_t *huge_cache_take(size_t len) {
-    mc_segment_t *seg = huge_cache_remove(len, true);
+    mc_segment_t *seg = huge_cache_remove(len, !MC_SECURE);
     if (seg != NULL) {
         seg->state = MC_SEGMENT_ALONE;
         _mc_stats_committed((long)seg->size);
@@ -502,6 +530,7 @@ static mc_segment_t *huge_cache_take(size_t len) {
  * have purged those pages (see below) and then faulted in new ones.  The rest
  * of the mapping is unmapped.  NULL if there is none. */
 static mc_segment_t *segment_from_huge(void) {
+    if (MC_SECURE) return NULL; /* its guard page would sit inside the segment */
     mc_segment_t *seg = huge_cache_remove(MC_SEGMENT_SIZE, false);
     if (seg == NULL) return NULL;
     if (seg->size > MC_SEGMENT_SIZE &&
@@ -585,9 +614,11 @@ void *_mc_huge_alloc(size_t size, size_t align, bool growing, bool *is_zero) {
         segment_unmap(seg);
     }
     _mc_caches_purge_now();
-    seg = align > MC_SEGMENT_SIZE ? _mc_os_map_aligned(len, align, MC_SEGMENT_SIZE)
-                                  : _mc_os_map_aligned(len, MC_SEGMENT_SIZE, 0);
+    size_t guard = huge_guard();
+    seg = align > MC_SEGMENT_SIZE ? _mc_os_map_aligned(len + guard, align, MC_SEGMENT_SIZE)
+                                  : _mc_os_map_aligned(len + guard, MC_SEGMENT_SIZE, 0);
     if (seg == NULL) return NULL;
+    if (guard != 0) _mc_os_guard((uint8_t *)seg + len, guard);
     seg->cookie = (uintptr_t)seg ^ _mc_secret;
     seg->kind = MC_SEGMENT_HUGE;
     seg->state = MC_SEGMENT_ALONE;
@@ -632,6 +663,7 @@ void _mc_huge_free(mc_segment_t *seg) {
  * a little at a time (a string builder) then remaps once per quarter, not
  * once per page.  Untouched pages cost no memory. */
 void *_mc_huge_realloc(mc_segment_t *seg, size_t size) {
+    mc_assert(!MC_SECURE); /* its guard page would not move (see above) */
     size_t offset = (size_t)(seg->huge_block - (uint8_t *)seg);
     if (size > PTRDIFF_MAX - offset - _mc_os_page_size()) return NULL;
     size_t len = huge_len(offset, size), old = seg->size;
@@ -696,7 +728,7 @@ bool _mc_segment_is_valid(const mc_segment_t *seg) {
     VALID((seg->dirty_map != 0) == (seg->purge_at != 0) ||
           mc_option(MC_OPTION_PURGE_DELAY_MS) == 0);
     size_t i = 1;
-    while (i < MC_SLICES) {
+    while (i < MC_SLICES_END) {
         const mc_page_t *pg = &seg->pages[i];
         if (seg->free_map & ((uint64_t)1 << i)) {
             VALID(pg->kind == MC_KIND_NONE && pg->slice_back == 0);
@@ -704,7 +736,7 @@ bool _mc_segment_is_valid(const mc_segment_t *seg) {
             continue;
         }
         VALID(pg->kind != MC_KIND_NONE && pg->slice_back == 0);
-        VALID(pg->slice_count >= 1 && i + pg->slice_count <= MC_SLICES);
+        VALID(pg->slice_count >= 1 && i + pg->slice_count <= MC_SLICES_END);
         for (size_t k = 1; k < pg->slice_count; k++) {
             VALID((seg->free_map & ((uint64_t)1 << (i + k))) == 0);
             VALID(seg->pages[i + k].slice_back == k * sizeof(mc_page_t));

@@ -256,7 +256,8 @@ static void map_visit(const mc_segment_t *seg, void *arg) {
     uint64_t free_map = PEEK(seg->free_map), dirty = PEEK(seg->dirty_map);
     char row[MC_SLICES + 1];
     row[0] = '#';
-    for (size_t i = 1; i < MC_SLICES;) {
+    for (size_t i = MC_SLICES_END; i < MC_SLICES; i++) row[i] = '|';
+    for (size_t i = 1; i < MC_SLICES_END;) {
         if (free_map & ((uint64_t)1 << i)) {
             row[i] = (dirty & ((uint64_t)1 << i)) ? ':' : '.';
             i++;
@@ -265,7 +266,7 @@ static void map_visit(const mc_segment_t *seg, void *arg) {
         const mc_page_t *pg = &seg->pages[i];
         uint8_t kind = PEEK(pg->kind);
         size_t n = PEEK(pg->slice_count);
-        if (n == 0 || i + n > MC_SLICES) n = 1;
+        if (n == 0 || i + n > MC_SLICES_END) n = 1;
         char c = kind == MC_KIND_SMALL ? 's' : kind == MC_KIND_MEDIUM ? 'm' : 'L';
         for (size_t k = 0; k < n; k++) row[i + k] = k == 0 ? (char)(c - 'a' + 'A') : c;
         if (kind == MC_KIND_LARGE) row[i] = 'L';
@@ -294,7 +295,7 @@ mc_export void mc_heap_map(int fd) {
     char buf[4096];
     mc_out_t o = {buf, 0, sizeof buf};
     out_str(&o, "malloc-clone heap map: one row per segment, one character per 64 KiB slice\n"
-                "  # metadata  . free (purged)  : free (not purged yet)\n"
+                "  # metadata  . free (purged)  : free (not purged yet)  | guard\n"
                 "  S/s small-block page  M/m medium-block page  L large block\n");
     out_flush(fd, &o);
     map_arg_t m = {fd, &o};

@@ -229,6 +229,10 @@ typedef struct mc_heap_s {
      * threads"). */
     mc_page_t *foreign_page[MC_BIN_COUNT];
     mc_block_t *foreign[MC_BIN_COUNT];
+    /* The secure build's quarantine (secure.c): blocks this thread freed,
+     * oldest first, linked like a free list, and the bytes they hold. */
+    mc_block_t *quarantine, *quarantine_last;
+    size_t quarantine_bytes;
     struct mc_heap_s *all_next, *all_prev; /* every live heap */
     struct mc_heap_s *pool_next;           /* in the pool of unused heaps */
 } mc_heap_t;

@@ -12,6 +12,7 @@
  * build's bookkeeping leaves correct programs alone: exact usable sizes,
  * realloc keeping contents, calloc zeroing, alignment, other threads' frees. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "mclone.h"
 
 static volatile unsigned char *sink; /* keeps the compiler from dropping stores */
 static volatile size_t zero;         /* hides out-of-bounds indexes from the compiler */
@@ -71,10 +73,13 @@ static void invalid_realloc(void) {
     sink = realloc(p + 32, 200);
 }
 
+/* The byte written differs from the one there (a keyed trailer's byte may
+ * happen to equal any constant, and a write that changes nothing cannot be
+ * seen). */
 static void overflow(size_t size, size_t at) {
     unsigned char *p = malloc(size);
     sink = p;
-    p[at + zero] = 0x55;
+    p[at + zero] ^= 0x55;
     free(p);
 }
 static void overflow_one_small(void) {
@@ -118,12 +123,16 @@ static void overflow_aligned(void) {
     free(p);
 }
 
-/* Write into a freed block, then allocate until the block comes back. */
+/* Write into a freed block, then allocate and free until the block leaves
+ * the quarantine (or, without one, comes back from malloc). */
 static void use_after_free(size_t size, size_t at, uint64_t value) {
     unsigned char *p = malloc(size);
     free(p);
     memcpy(p + at + zero, &value, sizeof value);
-    for (int i = 0; i < 1000000; i++) sink = malloc(size);
+    for (int i = 0; i < 1000000; i++) {
+        sink = malloc(size);
+        free((void *)sink);
+    }
 }
 static void uaf_fill(void) {
     use_after_free(64, 40, 0x4141414141414141ull);
@@ -137,6 +146,36 @@ static void uaf_link(void) {
 static void uaf_medium(void) {
     use_after_free(3000, 512, 7);
 }
+/* The link made to point at a live block of the same page: an encoded link
+ * decodes to an address that is not one; a plain one would hand q out. */
+static void uaf_link_planted(void) {
+    void **p = malloc(64), *q = malloc(64);
+    sink = q;
+    free(p);
+    p[zero] = q;
+    for (int i = 0; i < 1000000; i++) {
+        sink = malloc(64);
+        free((void *)sink);
+    }
+}
+
+/* Freed, its size allocated again, then freed a second time: only a
+ * quarantine keeps the first malloc from handing the block straight back. */
+static void double_free_after_malloc(void) {
+    char *p = malloc(40);
+    free(p);
+    sink = malloc(40);
+    free(p);
+}
+
+/* A long linear overflow off a huge block runs into its guard page. */
+static void overflow_huge_far(void) {
+    size_t n = (size_t)8 << 20;
+    unsigned char *p = malloc(n);
+    sink = p;
+    memset(p, 0x55, n + 16384 + zero);
+    free(p);
+}
 
 static void wrong_size(void) {
     char *p = malloc(24);
@@ -147,41 +186,50 @@ static void wrong_size(void) {
 typedef struct {
     const char *name;
     void (*make)(void);
-    const char *expect; /* words of the message */
+    const char *expect; /* words of the message; NULL: dies of SIGSEGV, silently */
     int release;        /* the release build catches it too */
+    int quarantine;     /* caught only with a quarantine */
 } error_case_t;
 
 static const error_case_t cases[] = {
-    {"double_free_small", double_free_small, "free(): double free of 0x", 1},
-    {"double_free_later_small", double_free_later_small, "free(): double free of 0x", 0},
-    {"double_free_later_medium", double_free_later_medium, "free(): double free of 0x", 0},
-    {"double_free_large", double_free_large, "double free", 1},
-    {"double_free_huge", double_free_huge, "free(): double free of 0x", 1},
-    {"invalid_stack", invalid_stack, "not allocated by malloc-clone", 1},
-    {"invalid_interior", invalid_interior, "not the start of an allocated block", 0},
-    {"invalid_realloc", invalid_realloc, "realloc(): invalid pointer", 1},
+    {"double_free_small", double_free_small, "free(): double free of 0x", 1, 0},
+    {"double_free_later_small", double_free_later_small, "free(): double free of 0x", 0, 0},
+    {"double_free_later_medium", double_free_later_medium, "free(): double free of 0x", 0, 0},
+    {"double_free_large", double_free_large, "double free", 1, 0},
+    {"double_free_huge", double_free_huge, "free(): double free of 0x", 1, 0},
+    {"invalid_stack", invalid_stack, "not allocated by malloc-clone", 1, 0},
+    {"invalid_interior", invalid_interior, "not the start of an allocated block", 0, 0},
+    {"invalid_realloc", invalid_realloc, "realloc(): invalid pointer", 1, 0},
     /* No slack after 24 bytes: the overflow hits the trailer. */
-    {"overflow_one_small", overflow_one_small, "free(): heap overflow: ", 0},
-    {"overflow_one_tiny", overflow_one_tiny, "free(): heap overflow: block 0x", 0},
-    {"overflow_one_medium", overflow_one_medium, "free(): heap overflow: block 0x", 0},
-    {"overflow_one_large", overflow_one_large, "free(): heap overflow: block 0x", 0},
-    {"overflow_one_huge", overflow_one_huge, "free(): heap overflow: block 0x", 0},
-    {"overflow_trailer", overflow_trailer, "free(): heap overflow: the end of block", 0},
-    {"overflow_realloc", overflow_realloc, "realloc(): heap overflow", 0},
-    {"overflow_calloc", overflow_calloc, "free(): heap overflow", 0},
-    {"overflow_aligned", overflow_aligned, "free(): heap overflow", 0},
-    {"uaf_fill", uaf_fill, "malloc(): block 0x", 0},
-    {"uaf_mark", uaf_mark, "written after it was freed (at +8)", 0},
-    {"uaf_link", uaf_link, "malloc(): the free list after block 0x", 0},
-    {"uaf_medium", uaf_medium, "written after it was freed (at +512)", 0},
-    {"wrong_size", wrong_size, "free_sized(): block 0x", 0},
+    {"overflow_one_small", overflow_one_small, "free(): heap overflow: ", 0, 0},
+    {"overflow_one_tiny", overflow_one_tiny, "free(): heap overflow: block 0x", 0, 0},
+    {"overflow_one_medium", overflow_one_medium, "free(): heap overflow: block 0x", 0, 0},
+    {"overflow_one_large", overflow_one_large, "free(): heap overflow: block 0x", 0, 0},
+    {"overflow_one_huge", overflow_one_huge, "free(): heap overflow: block 0x", 0, 0},
+    {"overflow_trailer", overflow_trailer, "free(): heap overflow: the end of block", 0, 0},
+    {"overflow_realloc", overflow_realloc, "realloc(): heap overflow", 0, 0},
+    {"overflow_calloc", overflow_calloc, "free(): heap overflow", 0, 0},
+    {"overflow_aligned", overflow_aligned, "free(): heap overflow", 0, 0},
+    {"uaf_fill", uaf_fill, "was written after it was freed (at +40)", 0, 0},
+    {"uaf_mark", uaf_mark, "written after it was freed (at +8)", 0, 0},
+    {"uaf_link", uaf_link, "is corrupt (a write after free?)", 0, 0},
+    {"uaf_link_planted", uaf_link_planted, "is corrupt (a write after free?)", 0, 0},
+    {"uaf_medium", uaf_medium, "written after it was freed (at +512)", 0, 0},
+    {"double_free_after_malloc", double_free_after_malloc, "free(): double free of 0x", 0, 1},
+    /* No message: the write faults where it lands. */
+    {"overflow_huge_far", overflow_huge_far, NULL, 0, 0},
+    {"wrong_size", wrong_size, "free_sized(): block 0x", 0, 0},
 };
 
-static int secure;
+static int secure, quarantine;
 
 static void run_case(const error_case_t *c) {
     if (!secure && !c->release) {
         printf("# %s%s: skipped, caught by the secure build only\n", check_prefix, c->name);
+        return;
+    }
+    if (!quarantine && c->quarantine) {
+        printf("# %s%s: skipped, caught with a quarantine only\n", check_prefix, c->name);
         return;
     }
     int fds[2];
@@ -206,6 +254,13 @@ static void run_case(const error_case_t *c) {
     int status = 0;
     waitpid(pid, &status, 0);
     check_test_failed = 0;
+    if (c->expect == NULL) {
+        CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV && got == 0,
+               "%s: status %#x, stderr: %s", c->name, status, buf);
+        printf("%s %s%s\n", check_test_failed ? "not ok" : "ok", check_prefix, c->name);
+        check_any_failed |= check_test_failed;
+        return;
+    }
     CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "%s: status %#x, stderr: %s",
            c->name, status, buf);
     CHECKF(strstr(buf, c->expect) != NULL && strncmp(buf, "mclone: ", 8) == 0,
@@ -330,6 +385,96 @@ TEST(sized_frees) {
     }
 }
 
+/* A freed block comes back from malloc only after others have pushed it
+ * out of the quarantine, and then it does come back: the quarantine is
+ * bounded. */
+TEST(quarantine_is_bounded) {
+    void *first = malloc(1000);
+    free(first);
+    int n = 0;
+    for (; n < 100000; n++) {
+        void *p = malloc(1000);
+        free(p);
+        if (p == first) break;
+    }
+    CHECKF(n < 100000, "a block freed once never came back");
+    CHECKF(!quarantine || n > 100, "came back after %d frees of its size", n);
+}
+
+#define HELD 200
+static void *held[HELD];
+static void *alloc_free_all(void *arg) {
+    (void)arg;
+    for (int i = 0; i < HELD; i++) held[i] = malloc(1000);
+    for (int i = 0; i < HELD; i++) free(held[i]);
+    return NULL;
+}
+
+/* A thread that exits empties its quarantine: the segment where it freed
+ * all its blocks is not left behind with blocks held in use. */
+TEST(quarantine_emptied_at_thread_exit) {
+    void (*stats_get)(mc_stats_t *) = (void (*)(mc_stats_t *))dlsym(RTLD_DEFAULT, "mc_stats_get");
+    if (stats_get == NULL) return; /* not libmclone */
+    mc_stats_t before, after;
+    stats_get(&before);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, alloc_free_all, NULL) == 0);
+    pthread_join(t, NULL);
+    stats_get(&after);
+    CHECKF(after.segments_abandoned <= before.segments_abandoned,
+           "segments abandoned: %zu before a thread, %zu after", before.segments_abandoned,
+           after.segments_abandoned);
+}
+
+/* malloc_trim empties the caller's quarantine: a block freed before it
+ * comes back from malloc with no free in between. */
+TEST(quarantine_emptied_by_trim) {
+    if (!quarantine) return; /* (without, where a freed block comes back is up to malloc) */
+    void *first = malloc(1000);
+    free(first);
+    malloc_trim(0);
+    static void *got[20000];
+    int n = 0;
+    while (n < 20000 && (got[n] = malloc(1000)) != first) n++;
+    CHECKF(n < 20000, "the block freed before malloc_trim did not come back");
+    for (int i = 0; i <= n && i < 20000; i++) free(got[i]);
+}
+
+/* Is addr in a mapping of this process that no access may touch? */
+static int is_guard(uintptr_t addr) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL) return -1;
+    char line[512], perms[8];
+    unsigned long lo, hi;
+    int found = 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && addr >= lo && addr < hi) {
+            found = strcmp(perms, "---p") == 0;
+            break;
+        }
+    fclose(f);
+    return found;
+}
+
+/* The guard pages of the secure build: after a huge block's mapping, at the
+ * end of each segment (its last slice), and in slice 0 after the header and
+ * page descriptors. */
+TEST(guard_pages) {
+    if (!secure) return;
+    size_t n = (size_t)8 << 20, seg_size = (size_t)4 << 20, slice = 64 << 10;
+    uintptr_t p = (uintptr_t)malloc(n); /* page aligned, 4 KiB into its mapping */
+    uintptr_t end = (p + n + 8 + 4095) & ~(uintptr_t)4095; /* with the trailer */
+    CHECKF(is_guard(end) == 1 && is_guard(end - 1) == 0, "huge block %#lx: no guard at %#lx",
+           (unsigned long)p, (unsigned long)end);
+    free((void *)p);
+    uintptr_t q = (uintptr_t)malloc(100), seg = q & ~(uintptr_t)(seg_size - 1);
+    CHECKF(is_guard(seg + seg_size - slice) == 1 && is_guard(seg + seg_size - 1) == 1,
+           "segment %#lx: its last slice is not a guard", (unsigned long)seg);
+    CHECKF(is_guard(seg + slice - 1) == 1 && is_guard(seg + slice) == 0 && is_guard(seg) == 0,
+           "segment %#lx: slice 0 has no guard after its header", (unsigned long)seg);
+    free((void *)q);
+}
+
 /* Blocks freed by a thread other than the one that allocated them. */
 #define CROSS 20000
 static void *cross[CROSS];
@@ -355,6 +500,8 @@ TEST(other_threads_free) {
 int main(void) {
     const char *s = getenv("TEST_SECURE");
     secure = s != NULL && strcmp(s, "1") == 0;
+    const char *q = getenv("MCLONE_QUARANTINE_KB");
+    quarantine = secure && !(q != NULL && strcmp(q, "0") == 0);
     const char *prefix = getenv("TEST_PREFIX");
     if (prefix) check_prefix = prefix;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
@@ -365,5 +512,9 @@ int main(void) {
     RUN(aligned_blocks);
     RUN(sized_frees);
     RUN(other_threads_free);
+    RUN(guard_pages);
+    RUN(quarantine_is_bounded);
+    RUN(quarantine_emptied_at_thread_exit);
+    RUN(quarantine_emptied_by_trim);
     return check_exit_status();
 }

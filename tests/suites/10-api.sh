@@ -79,6 +79,9 @@ if build build/tests/test-secure; then
     done
     if build "$secure_lib"; then
         run "errors/secure/" 120 env LD_PRELOAD="$secure_lib" TEST_SECURE=1 "$bin/test-secure"
+        # Without the quarantine, writes after free are caught by malloc.
+        run "errors/secure-noquarantine/" 120 env LD_PRELOAD="$secure_lib" TEST_SECURE=1 \
+            MCLONE_QUARANTINE_KB=0 "$bin/test-secure"
     fi
 fi
 
