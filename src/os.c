@@ -175,8 +175,8 @@ int _mc_os_unmap(void *p, size_t size) {
     return raw_unmap(p, size);
 }
 
-int _mc_os_guard(void *p, size_t size) {
-    return mprotect(p, size, PROT_NONE);
+int _mc_os_guard(void *p, size_t size, bool on) {
+    return mprotect(p, size, on ? PROT_NONE : PROT_READ | PROT_WRITE);
 }
 
 void *_mc_os_map_aligned(size_t size, size_t align, size_t offset) {

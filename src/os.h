@@ -41,10 +41,10 @@ void *_mc_os_map_aligned(size_t size, size_t align, size_t offset);
 /* Unmap [p, p + size).  Pre: page-aligned.  Returns 0 or -1. */
 int _mc_os_unmap(void *p, size_t size);
 
-/* Make [p, p + size) a guard: any access to it faults (PROT_NONE).  Pre:
- * page-aligned, inside a mapping.  Returns 0 or -1 (the range is then as
- * it was). */
-int _mc_os_guard(void *p, size_t size);
+/* Make [p, p + size) a guard, where any access faults (on: PROT_NONE), or
+ * read-write memory again (off).  Pre: page-aligned, inside a mapping.
+ * Returns 0 or -1 (the range is then as it was). */
+int _mc_os_guard(void *p, size_t size, bool on);
 
 /* Give the physical pages of [p, p + size) back to the OS; the range stays
  * mapped.  With madv_free the kernel reclaims them lazily (MADV_FREE) and

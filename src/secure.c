@@ -111,8 +111,8 @@ static void check_free_block(void *p, mc_segment_t *seg, mc_page_t *pg, const ch
  * heap, and leaves from the front once the queue holds more than
  * MCLONE_QUARANTINE_KB.  So a freed block is not handed out again by the
  * next malloc of its size: a second free of it finds the mark whatever was
- * allocated in between, and a write into it is caught when it leaves (the
- * fill is checked there as well as by malloc).  The queue is linked through
+ * allocated in between, and a write into it while it waits is still caught
+ * by malloc when the block is reused.  The queue is linked through
  * the blocks' first words, encoded like free-list links, and each link is
  * checked (a marked block of ours) before it is followed. */
 static bool is_quarantined(const mc_block_t *b) {
@@ -123,11 +123,11 @@ static bool is_quarantined(const mc_block_t *b) {
            mc_page_block_of(pg, b) == b && ((const uint64_t *)b)[1] == mark_of(b);
 }
 
-/* The oldest block leaves the quarantine for its page. */
+/* The oldest block leaves the quarantine for its page.  (Its fill is not
+ * checked here: malloc checks it before the block is handed out again.) */
 static void quarantine_pop(mc_heap_t *heap) {
     mc_block_t *b = heap->quarantine;
     size_t bs = mc_page_of(mc_segment_of(b), b)->block_size;
-    check_fill(b, bs, "free");
     mc_block_t *next = mc_block_next(b);
     if (mc_unlikely(b == heap->quarantine_last ? next != NULL : !is_quarantined(next)))
         _mc_fatal("free(): the quarantine after block %p is corrupt (a write after free?)",
@@ -235,7 +235,7 @@ static void release_block(void *p, const mc_where_t *w, const secure_block_t *sb
     }
     _mc_secure_fill(p, w->page->block_size);
     /* (A thread without a heap has no quarantine: the empty heap is shared.) */
-    if (heap != &_mc_heap_empty)
+    if (heap != &_mc_heap_empty && mc_option(MC_OPTION_QUARANTINE_KB) != 0)
         quarantine_push(heap, p, w->page->block_size);
     else
         mc_free_inline(p);

@@ -126,18 +126,17 @@ size_t _mc_segments_count(size_t *cached, size_t *abandoned_out) {
  *     of address space, no memory);
  *   - slice 0 is PROT_NONE after its header and page descriptors;
  *   - a huge mapping has one PROT_NONE OS page after its seg->size bytes.
- * The secure build never resizes a huge mapping (its realloc moves blocks;
- * a cached mapping serves only a block of its exact length) nor turns one
- * into a segment, so a guard never has to move.  If mprotect fails (too
- * many mappings), the segment simply has no guard. */
+ * A huge mapping that shrinks or grows (huge_resize) takes its guard page
+ * along; one that becomes a segment loses it with its tail.  If mprotect
+ * fails (too many mappings), the mapping simply has no guard there. */
 static size_t huge_guard(void) {
     return MC_SECURE ? _mc_os_page_size() : 0;
 }
 
 static void segment_guard(mc_segment_t *seg) {
     size_t meta = mc_align_up(segment_meta_size, _mc_os_page_size());
-    if (meta < MC_SLICE_SIZE) _mc_os_guard((uint8_t *)seg + meta, MC_SLICE_SIZE - meta);
-    _mc_os_guard((uint8_t *)seg + (MC_SLICES - 1) * MC_SLICE_SIZE, MC_SLICE_SIZE);
+    if (meta < MC_SLICE_SIZE) _mc_os_guard((uint8_t *)seg + meta, MC_SLICE_SIZE - meta, true);
+    _mc_os_guard((uint8_t *)seg + (MC_SLICES - 1) * MC_SLICE_SIZE, MC_SLICE_SIZE, true);
 }
 
 static mc_segment_t *segment_from_huge(void);
@@ -449,23 +448,35 @@ static size_t huge_len(size_t offset, size_t size) {
 
 /* Resize the mapping of a huge block to len bytes: shrink in place, grow in
  * place, or move its pages (no copy) to a new 4 MiB-aligned place.  Returns
- * the header's address, or NULL if it cannot grow (nothing changed). */
+ * the header's address, or NULL if it cannot grow (nothing changed).  In
+ * the secure build the guard page after the mapping goes with its end: to
+ * grow, it is made read-write again (mremap moves one mapping, not two),
+ * and the new last page becomes the guard. */
 static mc_segment_t *huge_resize(mc_segment_t *seg, size_t len) {
-    size_t old = seg->size;
+    size_t old = seg->size, g = huge_guard();
     if (len < old) {
         /* If the kernel refuses, the block simply stays larger. */
-        if (_mc_os_unmap((uint8_t *)seg + len, old - len) == 0) seg->size = len;
+        if (_mc_os_unmap((uint8_t *)seg + len + g, old - len) == 0) {
+            seg->size = len;
+            if (g != 0) _mc_os_guard((uint8_t *)seg + len, g, true);
+        }
     } else if (len > old) {
-        if (_mc_os_remap(seg, old, len, NULL) != NULL) {
+        if (g != 0 && _mc_os_guard((uint8_t *)seg + old, g, false) != 0) return NULL;
+        if (_mc_os_remap(seg, old + g, len + g, NULL) != NULL) {
             seg->size = len;
         } else {
             size_t offset = (size_t)(seg->huge_block - (uint8_t *)seg);
-            mc_segment_t *target = _mc_os_map_aligned(len, MC_SEGMENT_SIZE, 0);
-            if (target == NULL) return NULL;
-            registry_remove(seg);
-            if (_mc_os_remap(seg, old, len, target) == NULL) {
-                _mc_os_unmap(target, len);
-                registry_add(seg);
+            mc_segment_t *target = _mc_os_map_aligned(len + g, MC_SEGMENT_SIZE, 0);
+            if (target != NULL) {
+                registry_remove(seg);
+                if (_mc_os_remap(seg, old + g, len + g, target) == NULL) {
+                    _mc_os_unmap(target, len + g);
+                    registry_add(seg);
+                    target = NULL;
+                }
+            }
+            if (target == NULL) {
+                if (g != 0) _mc_os_guard((uint8_t *)seg + old, g, true);
                 return NULL;
             }
             /* The header travelled with the pages. */
@@ -475,6 +486,7 @@ static mc_segment_t *huge_resize(mc_segment_t *seg, size_t len) {
             seg->huge_block = (uint8_t *)seg + offset;
             registry_add(seg);
         }
+        if (g != 0) _mc_os_guard((uint8_t *)seg + len, g, true);
     }
     _mc_stats_committed((long)seg->size - (long)old);
     return seg;
@@ -497,10 +509,7 @@ static mc_segment_t *huge_cache_remove(size_t len, bool or_largest) {
     _mc_lock(&cache_lock);
     mc_segment_t *fit = NULL, *largest = NULL;
     for (mc_segment_t *s = huge_cache; s != NULL; s = s->next) {
-        /* (The secure build reuses only a mapping of exactly len bytes, whose
-         * guard page is where it must be.) */
-        bool fits = MC_SECURE ? s->size == len : s->size >= len;
-        if (fits && (fit == NULL || s->size < fit->size)) fit = s;
+        if (s->size >= len && (fit == NULL || s->size < fit->size)) fit = s;
         if (s->size < len && (largest == NULL || s->size > largest->size)) largest = s;
     }
     mc_segment_t *seg = fit != NULL ? fit : or_largest ? largest : NULL;
@@ -513,10 +522,9 @@ static mc_segment_t *huge_cache_remove(size_t len, bool or_largest) {
 }
 
 /* The cached mapping to serve len bytes: the smallest at least that large,
- * or else the largest (which will grow); in the secure build, one of exactly
- * that size.  Taken out of the cache. */
+ * or else the largest (which will grow).  Taken out of the cache. */
 static mc_segment_t *huge_cache_take(size_t len) {
-    mc_segment_t *seg = huge_cache_remove(len, !MC_SECURE);
+    mc_segment_t *seg = huge_cache_remove(len, true);
     if (seg != NULL) {
         seg->state = MC_SEGMENT_ALONE;
         _mc_stats_committed((long)seg->size);
@@ -530,14 +538,15 @@ static mc_segment_t *huge_cache_take(size_t len) {
  * have purged those pages (see below) and then faulted in new ones.  The rest
  * of the mapping is unmapped.  NULL if there is none. */
 static mc_segment_t *segment_from_huge(void) {
-    if (MC_SECURE) return NULL; /* its guard page would sit inside the segment */
     mc_segment_t *seg = huge_cache_remove(MC_SEGMENT_SIZE, false);
     if (seg == NULL) return NULL;
-    if (seg->size > MC_SEGMENT_SIZE &&
-        _mc_os_unmap((uint8_t *)seg + MC_SEGMENT_SIZE, seg->size - MC_SEGMENT_SIZE) != 0) {
+    /* (With the huge block's guard page; the segment gets its own.) */
+    size_t tail = seg->size + huge_guard() - MC_SEGMENT_SIZE;
+    if (tail > 0 && _mc_os_unmap((uint8_t *)seg + MC_SEGMENT_SIZE, tail) != 0) {
         segment_unmap(seg);
         return NULL;
     }
+    if (MC_SECURE) segment_guard(seg);
     bool purged = seg->nonzero_map == 0; /* the block's pages read as zero */
     long delay = mc_option(MC_OPTION_PURGE_DELAY_MS);
     /* Under the registry lock: a statistics visit may be reading it. */
@@ -618,7 +627,7 @@ void *_mc_huge_alloc(size_t size, size_t align, bool growing, bool *is_zero) {
     seg = align > MC_SEGMENT_SIZE ? _mc_os_map_aligned(len + guard, align, MC_SEGMENT_SIZE)
                                   : _mc_os_map_aligned(len + guard, MC_SEGMENT_SIZE, 0);
     if (seg == NULL) return NULL;
-    if (guard != 0) _mc_os_guard((uint8_t *)seg + len, guard);
+    if (guard != 0) _mc_os_guard((uint8_t *)seg + len, guard, true);
     seg->cookie = (uintptr_t)seg ^ _mc_secret;
     seg->kind = MC_SEGMENT_HUGE;
     seg->state = MC_SEGMENT_ALONE;
@@ -663,7 +672,6 @@ void _mc_huge_free(mc_segment_t *seg) {
  * a little at a time (a string builder) then remaps once per quarter, not
  * once per page.  Untouched pages cost no memory. */
 void *_mc_huge_realloc(mc_segment_t *seg, size_t size) {
-    mc_assert(!MC_SECURE); /* its guard page would not move (see above) */
     size_t offset = (size_t)(seg->huge_block - (uint8_t *)seg);
     if (size > PTRDIFF_MAX - offset - _mc_os_page_size()) return NULL;
     size_t len = huge_len(offset, size), old = seg->size;

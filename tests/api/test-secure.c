@@ -440,33 +440,51 @@ TEST(quarantine_emptied_by_trim) {
     for (int i = 0; i <= n && i < 20000; i++) free(got[i]);
 }
 
-/* Is addr in a mapping of this process that no access may touch? */
-static int is_guard(uintptr_t addr) {
+/* The mapping of this process that holds addr: its end, and whether no
+ * access may touch it (1), or it is ordinary memory (0); -1 if none. */
+static int mapping_at(uintptr_t addr, uintptr_t *end) {
     FILE *f = fopen("/proc/self/maps", "r");
     if (f == NULL) return -1;
     char line[512], perms[8];
     unsigned long lo, hi;
-    int found = 0;
+    int found = -1;
     while (fgets(line, sizeof line, f) != NULL)
         if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && addr >= lo && addr < hi) {
             found = strcmp(perms, "---p") == 0;
+            if (end != NULL) *end = hi;
             break;
         }
     fclose(f);
     return found;
 }
+static int is_guard(uintptr_t addr) {
+    return mapping_at(addr, NULL);
+}
 
-/* The guard pages of the secure build: after a huge block's mapping, at the
- * end of each segment (its last slice), and in slice 0 after the header and
+/* A huge block's mapping ends in a guard page. */
+static void check_huge_guard(const void *p, size_t n) {
+    uintptr_t end = 0;
+    CHECKF(mapping_at((uintptr_t)p + n - 1, &end) == 0 && is_guard(end) == 1,
+           "huge block %p of %zu bytes: no guard after its mapping (ends at %#lx)", p, n,
+           (unsigned long)end);
+}
+
+/* The guard pages of the secure build: after a huge block's mapping (also
+ * once a cached mapping has shrunk or grown for another block), at the end
+ * of each segment (its last slice), and in slice 0 after the header and
  * page descriptors. */
 TEST(guard_pages) {
     if (!secure) return;
-    size_t n = (size_t)8 << 20, seg_size = (size_t)4 << 20, slice = 64 << 10;
-    uintptr_t p = (uintptr_t)malloc(n); /* page aligned, 4 KiB into its mapping */
-    uintptr_t end = (p + n + 8 + 4095) & ~(uintptr_t)4095; /* with the trailer */
-    CHECKF(is_guard(end) == 1 && is_guard(end - 1) == 0, "huge block %#lx: no guard at %#lx",
-           (unsigned long)p, (unsigned long)end);
-    free((void *)p);
+    size_t mib = (size_t)1 << 20, seg_size = 4 * mib, slice = 64 << 10;
+    void *p = malloc(8 * mib);
+    check_huge_guard(p, 8 * mib);
+    free(p);
+    p = malloc(5 * mib); /* the cached mapping, shrunk */
+    check_huge_guard(p, 5 * mib);
+    free(p);
+    p = malloc(20 * mib); /* grown */
+    check_huge_guard(p, 20 * mib);
+    free(p);
     uintptr_t q = (uintptr_t)malloc(100), seg = q & ~(uintptr_t)(seg_size - 1);
     CHECKF(is_guard(seg + seg_size - slice) == 1 && is_guard(seg + seg_size - 1) == 1,
            "segment %#lx: its last slice is not a guard", (unsigned long)seg);
