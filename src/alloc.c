@@ -277,8 +277,7 @@ void *_mc_realloc(void *p, size_t size) {
     return q;
 }
 
-/* ---- Debug
- * ---------------------------------------------------------------------------------------- */
+/* ---- Debug ------------------------------------------------------------------------------- */
 void _mc_debug_check_heap(void) {
     if (!_mc_heap_is_valid(mc_heap_get())) _mc_fatal("heap check failed (see the line above)");
 }

@@ -145,7 +145,6 @@ mc_export size_t mc_usable_size(const void *p) {
 /* ---- Memory return ------------------------------------------------------------------------ */
 mc_export void mc_collect(bool force) {
     mc_heap_t *heap = mc_heap_get();
-    if (MC_SECURE && force) _mc_secure_quarantine_flush(heap);
     if (heap != &_mc_heap_empty) _mc_heap_collect(heap, force);
 }
 
@@ -155,7 +154,6 @@ mc_export int mc_trim(size_t pad) {
     mc_os_counters_t before, after;
     _mc_os_counters(&before);
     mc_heap_t *heap = mc_heap_get();
-    if (MC_SECURE) _mc_secure_quarantine_flush(heap);
     _mc_heap_request_trim(heap); /* other threads trim at their next slow path */
     if (heap != &_mc_heap_empty)
         _mc_heap_collect(heap, true);

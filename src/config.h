@@ -36,8 +36,8 @@
 
 /* ---- Geometry --------------------------------------------------------------
  * A segment is 4 MiB aligned to 4 MiB, cut into 64 slices of 64 KiB.  Slice 0
- * holds the segment header and the page descriptors; slices 1..63 are handed
- * out as spans. */
+ * holds the segment header and the page descriptors; the others are handed
+ * out as spans (all but the last in the secure build, see below). */
 #define MC_SEGMENT_SHIFT 22
 #define MC_SEGMENT_SIZE  ((size_t)1 << MC_SEGMENT_SHIFT)
 #define MC_SEGMENT_MASK  (MC_SEGMENT_SIZE - 1)

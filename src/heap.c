@@ -563,6 +563,7 @@ void _mc_heap_maintain(mc_heap_t *heap) {
 }
 
 void _mc_heap_collect(mc_heap_t *heap, bool force) {
+    if (MC_SECURE && force) _mc_secure_quarantine_flush(heap); /* first: its blocks go to pages */
     if (force) heap_return_foreign(heap);
     heap_drain_notified(heap);
     /* Full pages: stop their notifications, then look at each again. */
@@ -711,11 +712,11 @@ size_t _mc_heaps_count(void) {
     return __atomic_load_n(&heaps_live, __ATOMIC_RELAXED);
 }
 
-/* ---- Fork
- * ---------------------------------------------------------------------------------------- Take
- * every lock before fork so that no other thread holds one at the moment of the copy; the child,
- * whose only thread is the forking one, resets them.  Other threads' heaps stay in the child
- * unowned: their blocks can still be freed there (as remote frees). */
+/* ---- Fork ---------------------------------------------------------------------------------
+ * Take every lock before fork so that no other thread holds one at the moment of the copy; the
+ * child, whose only thread is the forking one, resets them.  Other threads' heaps stay in the
+ * child unowned: their blocks can still be freed there (as remote frees), and what they cached
+ * (free pages; in the secure build, their quarantines) stays with them. */
 static void fork_prepare(void) {
     _mc_lock(&heaps_lock);
     _mc_segments_fork_prepare();
@@ -731,11 +732,10 @@ static void fork_child(void) {
     _mc_lock_reset(&heaps_lock);
 }
 
-/* ---- Start-up
- * ------------------------------------------------------------------------------------ The first
- * malloc of the process runs this.  Nothing here may allocate before the state is READY;
- * pthread_atfork and atexit (which may call malloc in glibc) come after, and find a working
- * allocator when they re-enter. */
+/* ---- Start-up -----------------------------------------------------------------------------
+ * The first malloc of the process runs this.  Nothing here may allocate before the state is
+ * READY; pthread_atfork and atexit (which may call malloc in glibc) come after, and find a
+ * working allocator when they re-enter. */
 enum { PROCESS_NONE, PROCESS_STARTING, PROCESS_READY };
 static _Atomic int process_state;
 
@@ -777,8 +777,7 @@ __attribute__((constructor(101))) static void mc_process_constructor(void) {
     _mc_heap_init_thread();
 }
 
-/* ---- Validation (debug)
- * ---------------------------------------------------------------------------- */
+/* ---- Validation (debug) ------------------------------------------------------------------ */
 #define VALID(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \

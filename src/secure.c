@@ -234,8 +234,10 @@ static void release_block(void *p, const mc_where_t *w, const secure_block_t *sb
         return;
     }
     _mc_secure_fill(p, w->page->block_size);
-    /* (A thread without a heap has no quarantine: the empty heap is shared.) */
-    if (heap != &_mc_heap_empty && mc_option(MC_OPTION_QUARANTINE_KB) != 0)
+    /* (A thread without a heap has no quarantine: the empty heap is shared.
+     * Once the option is set to 0, the next free empties what is queued.) */
+    if (heap != &_mc_heap_empty &&
+        (mc_option(MC_OPTION_QUARANTINE_KB) != 0 || heap->quarantine != NULL))
         quarantine_push(heap, p, w->page->block_size);
     else
         mc_free_inline(p);

@@ -133,10 +133,17 @@ static size_t huge_guard(void) {
     return MC_SECURE ? _mc_os_page_size() : 0;
 }
 
-static void segment_guard(mc_segment_t *seg) {
+/* Make [p, p+size) a guard; memory that may be resident (it held a block)
+ * is given back first, since PROT_NONE alone keeps its pages in RAM. */
+static void guard_range(uint8_t *p, size_t size, bool resident) {
+    if (resident) _mc_os_purge(p, size, false);
+    _mc_os_guard(p, size, true);
+}
+
+static void segment_guard(mc_segment_t *seg, bool resident) {
     size_t meta = mc_align_up(segment_meta_size, _mc_os_page_size());
-    if (meta < MC_SLICE_SIZE) _mc_os_guard((uint8_t *)seg + meta, MC_SLICE_SIZE - meta, true);
-    _mc_os_guard((uint8_t *)seg + (MC_SLICES - 1) * MC_SLICE_SIZE, MC_SLICE_SIZE, true);
+    if (meta < MC_SLICE_SIZE) guard_range((uint8_t *)seg + meta, MC_SLICE_SIZE - meta, resident);
+    guard_range((uint8_t *)seg + (MC_SLICES - 1) * MC_SLICE_SIZE, MC_SLICE_SIZE, resident);
 }
 
 static mc_segment_t *segment_from_huge(void);
@@ -151,7 +158,7 @@ static mc_segment_t *segment_map_new(void) {
     _mc_caches_purge_now();
     mc_segment_t *seg = _mc_os_map_aligned(MC_SEGMENT_SIZE, MC_SEGMENT_SIZE, 0);
     if (seg == NULL) return NULL;
-    if (MC_SECURE) segment_guard(seg);
+    if (MC_SECURE) segment_guard(seg, false);
     /* Fresh memory is zero: only the non-zero fields need setting. */
     seg->cookie = (uintptr_t)seg ^ _mc_secret;
     seg->kind = MC_SEGMENT_NORMAL;
@@ -458,7 +465,7 @@ static mc_segment_t *huge_resize(mc_segment_t *seg, size_t len) {
         /* If the kernel refuses, the block simply stays larger. */
         if (_mc_os_unmap((uint8_t *)seg + len + g, old - len) == 0) {
             seg->size = len;
-            if (g != 0) _mc_os_guard((uint8_t *)seg + len, g, true);
+            if (g != 0) guard_range((uint8_t *)seg + len, g, true);
         }
     } else if (len > old) {
         if (g != 0 && _mc_os_guard((uint8_t *)seg + old, g, false) != 0) return NULL;
@@ -543,11 +550,12 @@ static mc_segment_t *segment_from_huge(void) {
     /* (With the huge block's guard page; the segment gets its own.) */
     size_t tail = seg->size + huge_guard() - MC_SEGMENT_SIZE;
     if (tail > 0 && _mc_os_unmap((uint8_t *)seg + MC_SEGMENT_SIZE, tail) != 0) {
+        _mc_stats_committed((long)seg->size); /* segment_unmap subtracts it */
         segment_unmap(seg);
         return NULL;
     }
-    if (MC_SECURE) segment_guard(seg);
     bool purged = seg->nonzero_map == 0; /* the block's pages read as zero */
+    if (MC_SECURE) segment_guard(seg, !purged);
     long delay = mc_option(MC_OPTION_PURGE_DELAY_MS);
     /* Under the registry lock: a statistics visit may be reading it. */
     _mc_lock(&registry_lock);

@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -401,6 +402,70 @@ TEST(quarantine_is_bounded) {
     CHECKF(!quarantine || n > 100, "came back after %d frees of its size", n);
 }
 
+/* Setting MCLONE_QUARANTINE_KB to 0 at run time empties the quarantine
+ * at the next free: the blocks queued before come back from malloc. */
+TEST(quarantine_emptied_when_turned_off) {
+    if (!quarantine) return;
+    int (*set)(mc_option_t, long) =
+        (int (*)(mc_option_t, long))dlsym(RTLD_DEFAULT, "mc_option_set");
+    long (*get)(mc_option_t) = (long (*)(mc_option_t))dlsym(RTLD_DEFAULT, "mc_option_get");
+    CHECK(set != NULL && get != NULL);
+    if (set == NULL || get == NULL) return;
+    long was = get(MC_OPTION_QUARANTINE_KB);
+    void *first = malloc(1000);
+    free(first);
+    CHECK(set(MC_OPTION_QUARANTINE_KB, 0) == 0);
+    free(malloc(1000));
+    static void *got[20000];
+    int n = 0;
+    while (n < 20000 && (got[n] = malloc(1000)) != first) n++;
+    CHECKF(n < 20000, "a block queued before the quarantine was turned off did not come back");
+    for (int i = 0; i <= n && i < 20000; i++) free(got[i]);
+    set(MC_OPTION_QUARANTINE_KB, was);
+}
+
+/* malloc_trim in one thread empties the quarantines of the others too, at
+ * their next slow path: a block freed by another thread comes back to it
+ * with no free in between. */
+static pthread_mutex_t trim_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t trim_cond = PTHREAD_COND_INITIALIZER;
+static int trim_step;
+static void trim_wait(int step) {
+    pthread_mutex_lock(&trim_lock);
+    while (trim_step < step) pthread_cond_wait(&trim_cond, &trim_lock);
+    pthread_mutex_unlock(&trim_lock);
+}
+static void trim_signal(int step) {
+    pthread_mutex_lock(&trim_lock);
+    trim_step = step;
+    pthread_cond_broadcast(&trim_cond);
+    pthread_mutex_unlock(&trim_lock);
+}
+static void *free_then_refill(void *arg) {
+    static void *got[20000];
+    void *first = malloc(1000);
+    free(first);
+    trim_signal(1);
+    trim_wait(2);
+    int n = 0;
+    while (n < 20000 && (got[n] = malloc(1000)) != first) n++;
+    for (int i = 0; i <= n && i < 20000; i++) free(got[i]);
+    *(int *)arg = n;
+    return NULL;
+}
+TEST(quarantine_emptied_by_trim_elsewhere) {
+    if (!quarantine) return;
+    int n = -1;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_then_refill, &n) == 0);
+    trim_wait(1);
+    malloc_trim(0);
+    trim_signal(2);
+    pthread_join(t, NULL);
+    CHECKF(n >= 0 && n < 20000, "a block the other thread freed before malloc_trim did not come "
+                                "back to it");
+}
+
 #define HELD 200
 static void *held[HELD];
 static void *alloc_free_all(void *arg) {
@@ -469,6 +534,55 @@ static void check_huge_guard(const void *p, size_t n) {
            (unsigned long)end);
 }
 
+/* How many of the OS pages of [p, p+n) are in RAM (mincore: it needs no
+ * access to them). */
+static size_t resident(uintptr_t p, size_t n) {
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE), count = 0;
+    static unsigned char vec[(4 << 20) / 4096];
+    if (n / ps > sizeof vec || mincore((void *)p, n, vec) != 0) return SIZE_MAX;
+    for (size_t i = 0; i < n / ps; i++) count += vec[i] & 1;
+    return count;
+}
+
+/* A guard made of memory that held a block holds no RAM: when a cached huge
+ * mapping shrinks for a smaller block, or becomes a segment. */
+TEST(guards_hold_no_memory) {
+    if (!secure) return;
+    size_t mib = (size_t)1 << 20, seg_size = 4 * mib, slice = 64 << 10;
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    char *p = malloc(8 * mib);
+    CHECK(p != NULL);
+    if (p == NULL) return;
+    memset(p, 1, 8 * mib);
+    free(p);
+    char *q = malloc(5 * mib); /* the cached mapping, shrunk */
+    uintptr_t end = 0;
+    CHECK(q != NULL && mapping_at((uintptr_t)q + 5 * mib - 1, &end) == 0 && is_guard(end) == 1);
+    CHECKF(resident(end, ps) == 0, "the guard page after a shrunk huge block is in RAM");
+    memset(q, 1, 5 * mib);
+    free(q);
+    /* Medium blocks until one lands in the segment made of that mapping. */
+    uintptr_t base = (uintptr_t)q & ~(uintptr_t)(seg_size - 1);
+    static void *got[200];
+    int n = 0, found = 0;
+    while (n < 200 && !found) {
+        got[n] = malloc(200 << 10);
+        found = got[n] != NULL && ((uintptr_t)got[n] & ~(uintptr_t)(seg_size - 1)) == base;
+        n++;
+    }
+    if (found) {
+        CHECKF(resident(base + seg_size - slice, slice) == 0,
+               "segment %#lx made of a huge mapping: its guard slice is in RAM",
+               (unsigned long)base);
+        CHECKF(resident(base + slice / 2, slice / 2) == 0,
+               "segment %#lx made of a huge mapping: slice 0's guard is in RAM",
+               (unsigned long)base);
+    } else {
+        printf("# guards_hold_no_memory: no segment was made of the huge mapping\n");
+    }
+    for (int i = 0; i < n; i++) free(got[i]);
+}
+
 /* The guard pages of the secure build: after a huge block's mapping (also
  * once a cached mapping has shrunk or grown for another block), at the end
  * of each segment (its last slice), and in slice 0 after the header and
@@ -531,8 +645,11 @@ int main(void) {
     RUN(sized_frees);
     RUN(other_threads_free);
     RUN(guard_pages);
+    RUN(guards_hold_no_memory);
     RUN(quarantine_is_bounded);
     RUN(quarantine_emptied_at_thread_exit);
     RUN(quarantine_emptied_by_trim);
+    RUN(quarantine_emptied_when_turned_off);
+    RUN(quarantine_emptied_by_trim_elsewhere);
     return check_exit_status();
 }
