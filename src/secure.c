@@ -24,7 +24,12 @@
  *   only the trailer and canary):
  *
  *   live  | caller's n bytes .............. | canary |   ...   | trailer |
- *   free  | link | mark | fill 0xdf ... (up to MC_SECURE_FILL)   ...     |
+ *   free  | link | mark | fill 0xdf ... (up to MC_SECURE_FILL) ... | freed |
+ *
+ *   (The freed trailer is the fill itself in a block of up to
+ *   MC_SECURE_FILL bytes, a keyed word saying "freed" in a larger one that
+ *   free wrote: a second free of a block whose mark a stray write has
+ *   wiped is still caught, and never queues the block twice.)
  *
  * The keys come from the process's secret (segment.c), so neither a mark nor
  * a trailer can be forged by a program that does not know it.  All the
@@ -45,6 +50,12 @@ static uint64_t trailer_of(const void *p, size_t n) {
 
 static size_t fill_end(size_t block_size) {
     return block_size < MC_SECURE_FILL ? block_size : MC_SECURE_FILL;
+}
+
+/* The last word of a freed block of 24 bytes or more (see the picture
+ * above; in one of 16, the mark). */
+static uint64_t freed_trailer(const void *p, size_t block_size) {
+    return block_size <= MC_SECURE_FILL ? FILL_WORD : trailer_of(p, SIZE_MAX);
 }
 
 /* Canary bytes after the caller's n, before the trailer at end. */
@@ -129,7 +140,8 @@ static void quarantine_pop(mc_heap_t *heap) {
     mc_block_t *b = heap->quarantine;
     size_t bs = mc_page_of(mc_segment_of(b), b)->block_size;
     mc_block_t *next = mc_block_next(b);
-    if (mc_unlikely(b == heap->quarantine_last ? next != NULL : !is_quarantined(next)))
+    if (mc_unlikely(b == heap->quarantine_last ? next != NULL || heap->quarantine_bytes != bs
+                                               : !is_quarantined(next)))
         _mc_fatal("free(): the quarantine after block %p is corrupt (a write after free?)",
                   (void *)b);
     heap->quarantine = next;
@@ -152,7 +164,7 @@ static void quarantine_push(mc_heap_t *heap, mc_block_t *b, size_t block_size) {
     heap->quarantine_last = b;
     heap->quarantine_bytes += block_size;
     size_t limit = (size_t)mc_option(MC_OPTION_QUARANTINE_KB) << 10;
-    while (heap->quarantine_bytes > limit) quarantine_pop(heap);
+    while (heap->quarantine_bytes > limit && heap->quarantine != NULL) quarantine_pop(heap);
 }
 
 void _mc_secure_quarantine_flush(mc_heap_t *heap) {
@@ -205,14 +217,15 @@ void *_mc_secure_aligned(size_t size, size_t align) {
 static bool check_block(void *p, const char *func, mc_where_t *w, secure_block_t *sb) {
     if (!_mc_locate(p, func, w)) return false;
     block_info(p, w->seg, w->page, sb);
-    if (sb->listed && ((const uint64_t *)p)[1] == mark_of(p)) {
-        _mc_error_pointer(func, p, NULL);
-        return false;
-    }
     uint8_t *q = p;
     size_t end = sb->usable - MC_SECURE_TRAILER;
     uint64_t t;
     memcpy(&t, q + end, sizeof t);
+    if (sb->listed &&
+        (((const uint64_t *)p)[1] == mark_of(p) || t == freed_trailer(p, w->page->block_size))) {
+        _mc_error_pointer(func, p, NULL);
+        return false;
+    }
     size_t n = (size_t)(t ^ trailer_of(p, 0));
     if (mc_unlikely(n > end))
         _mc_fatal("%s(): heap overflow: the end of block %p (%zu bytes usable) was overwritten",
@@ -233,12 +246,16 @@ static void release_block(void *p, const mc_where_t *w, const secure_block_t *sb
         mc_free_inline(p);
         return;
     }
-    _mc_secure_fill(p, w->page->block_size);
+    size_t bs = w->page->block_size;
+    _mc_secure_fill(p, bs);
+    /* (Only here, not where pages are carved: that would touch the last OS
+     * page of every block carved.) */
+    if (bs > MC_SECURE_FILL) ((uint64_t *)p)[bs / 8 - 1] = freed_trailer(p, bs);
     /* (A thread without a heap has no quarantine: the empty heap is shared.
      * Once the option is set to 0, the next free empties what is queued.) */
     if (heap != &_mc_heap_empty &&
         (mc_option(MC_OPTION_QUARANTINE_KB) != 0 || heap->quarantine != NULL))
-        quarantine_push(heap, p, w->page->block_size);
+        quarantine_push(heap, p, bs);
     else
         mc_free_inline(p);
 }

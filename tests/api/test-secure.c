@@ -59,6 +59,20 @@ static void double_free_large(void) {
 static void double_free_huge(void) {
     double_free_later(8 << 20);
 }
+/* Freed, its mark (and link) wiped by a stray write, freed again: the end
+ * of a freed block says so too (the fill, or a keyed word past it). */
+static void double_free_wiped(size_t n) {
+    char *p = malloc(n);
+    free(p);
+    memset(p + zero, 0, 16);
+    free(p);
+}
+static void double_free_wiped_small(void) {
+    double_free_wiped(200);
+}
+static void double_free_wiped_medium(void) {
+    double_free_wiped(3000);
+}
 
 static void invalid_stack(void) {
     char local[64];
@@ -148,7 +162,9 @@ static void uaf_medium(void) {
     use_after_free(3000, 512, 7);
 }
 /* The link made to point at a live block of the same page: an encoded link
- * decodes to an address that is not one; a plain one would hand q out. */
+ * decodes to an address that is not one, caught at p; a plain one would
+ * pass that check and be caught one malloc later, at q (its missing mark:
+ * "written after it was freed"), so the message tells the two apart. */
 static void uaf_link_planted(void) {
     void **p = malloc(64), *q = malloc(64);
     sink = q;
@@ -169,7 +185,9 @@ static void double_free_after_malloc(void) {
     free(p);
 }
 
-/* A long linear overflow off a huge block runs into its guard page. */
+/* A long linear overflow off a huge block faults, silently (at its guard
+ * page, or where the address space after it is not mapped: guard_pages
+ * checks that the guard is there). */
 static void overflow_huge_far(void) {
     size_t n = (size_t)8 << 20;
     unsigned char *p = malloc(n);
@@ -198,6 +216,8 @@ static const error_case_t cases[] = {
     {"double_free_later_medium", double_free_later_medium, "free(): double free of 0x", 0, 0},
     {"double_free_large", double_free_large, "double free", 1, 0},
     {"double_free_huge", double_free_huge, "free(): double free of 0x", 1, 0},
+    {"double_free_wiped_small", double_free_wiped_small, "free(): double free of 0x", 0, 0},
+    {"double_free_wiped_medium", double_free_wiped_medium, "free(): double free of 0x", 0, 0},
     {"invalid_stack", invalid_stack, "not allocated by malloc-clone", 1, 0},
     {"invalid_interior", invalid_interior, "not the start of an allocated block", 0, 0},
     {"invalid_realloc", invalid_realloc, "realloc(): invalid pointer", 1, 0},
@@ -486,6 +506,9 @@ TEST(quarantine_emptied_at_thread_exit) {
     CHECK(pthread_create(&t, NULL, alloc_free_all, NULL) == 0);
     pthread_join(t, NULL);
     stats_get(&after);
+    CHECKF(after.allocated < before.allocated + HELD * 1000 / 2,
+           "%zu bytes more allocated after a thread that freed all it allocated",
+           after.allocated - before.allocated);
     CHECKF(after.segments_abandoned <= before.segments_abandoned,
            "segments abandoned: %zu before a thread, %zu after", before.segments_abandoned,
            after.segments_abandoned);
@@ -561,7 +584,7 @@ TEST(guards_hold_no_memory) {
     CHECKF(resident(end, ps) == 0, "the guard page after a shrunk huge block is in RAM");
     memset(q, 1, 5 * mib);
     free(q);
-    /* Medium blocks until one lands in the segment made of that mapping. */
+    /* Large blocks until one lands in the segment made of that mapping. */
     uintptr_t base = (uintptr_t)q & ~(uintptr_t)(seg_size - 1);
     static void *got[200];
     int n = 0, found = 0;
@@ -570,15 +593,14 @@ TEST(guards_hold_no_memory) {
         found = got[n] != NULL && ((uintptr_t)got[n] & ~(uintptr_t)(seg_size - 1)) == base;
         n++;
     }
+    CHECKF(found, "no segment was made of the huge mapping at %#lx", (unsigned long)base);
     if (found) {
         CHECKF(resident(base + seg_size - slice, slice) == 0,
                "segment %#lx made of a huge mapping: its guard slice is in RAM",
                (unsigned long)base);
-        CHECKF(resident(base + slice / 2, slice / 2) == 0,
+        CHECKF(ps > slice / 4 || resident(base + slice / 2, slice / 2) == 0,
                "segment %#lx made of a huge mapping: slice 0's guard is in RAM",
                (unsigned long)base);
-    } else {
-        printf("# guards_hold_no_memory: no segment was made of the huge mapping\n");
     }
     for (int i = 0; i < n; i++) free(got[i]);
 }
@@ -602,8 +624,10 @@ TEST(guard_pages) {
     uintptr_t q = (uintptr_t)malloc(100), seg = q & ~(uintptr_t)(seg_size - 1);
     CHECKF(is_guard(seg + seg_size - slice) == 1 && is_guard(seg + seg_size - 1) == 1,
            "segment %#lx: its last slice is not a guard", (unsigned long)seg);
-    CHECKF(is_guard(seg + slice - 1) == 1 && is_guard(seg + slice) == 0 && is_guard(seg) == 0,
-           "segment %#lx: slice 0 has no guard after its header", (unsigned long)seg);
+    /* (With OS pages of 64 KiB, the header and descriptors fill slice 0.) */
+    if (sysconf(_SC_PAGESIZE) <= (long)slice / 4)
+        CHECKF(is_guard(seg + slice - 1) == 1 && is_guard(seg + slice) == 0 && is_guard(seg) == 0,
+               "segment %#lx: slice 0 has no guard after its header", (unsigned long)seg);
     free((void *)q);
 }
 
