@@ -164,7 +164,7 @@ static void quarantine_push(mc_heap_t *heap, mc_block_t *b, size_t block_size) {
     heap->quarantine_last = b;
     heap->quarantine_bytes += block_size;
     size_t limit = (size_t)mc_option(MC_OPTION_QUARANTINE_KB) << 10;
-    while (heap->quarantine_bytes > limit && heap->quarantine != NULL) quarantine_pop(heap);
+    while (heap->quarantine_bytes > limit) quarantine_pop(heap); /* (0 bytes when empty) */
 }
 
 void _mc_secure_quarantine_flush(mc_heap_t *heap) {

@@ -422,6 +422,17 @@ TEST(quarantine_is_bounded) {
     CHECKF(!quarantine || n > 100, "came back after %d frees of its size", n);
 }
 
+/* Whether malloc(1000), with no free in between, hands out first again
+ * within COME_BACK calls (the blocks it took are freed after). */
+#define COME_BACK 20000
+static bool comes_back(const void *first) {
+    static void *got[COME_BACK];
+    int n = 0;
+    while (n < COME_BACK && (got[n] = malloc(1000)) != first) n++;
+    for (int i = 0; i <= n && i < COME_BACK; i++) free(got[i]);
+    return n < COME_BACK;
+}
+
 /* Setting MCLONE_QUARANTINE_KB to 0 at run time empties the quarantine
  * at the next free: the blocks queued before come back from malloc. */
 TEST(quarantine_emptied_when_turned_off) {
@@ -436,54 +447,35 @@ TEST(quarantine_emptied_when_turned_off) {
     free(first);
     CHECK(set(MC_OPTION_QUARANTINE_KB, 0) == 0);
     free(malloc(1000));
-    static void *got[20000];
-    int n = 0;
-    while (n < 20000 && (got[n] = malloc(1000)) != first) n++;
-    CHECKF(n < 20000, "a block queued before the quarantine was turned off did not come back");
-    for (int i = 0; i <= n && i < 20000; i++) free(got[i]);
+    CHECKF(comes_back(first),
+           "a block queued before the quarantine was turned off did not come back");
     set(MC_OPTION_QUARANTINE_KB, was);
 }
 
 /* malloc_trim in one thread empties the quarantines of the others too, at
- * their next slow path: a block freed by another thread comes back to it
- * with no free in between. */
-static pthread_mutex_t trim_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t trim_cond = PTHREAD_COND_INITIALIZER;
-static int trim_step;
-static void trim_wait(int step) {
-    pthread_mutex_lock(&trim_lock);
-    while (trim_step < step) pthread_cond_wait(&trim_cond, &trim_lock);
-    pthread_mutex_unlock(&trim_lock);
-}
-static void trim_signal(int step) {
-    pthread_mutex_lock(&trim_lock);
-    trim_step = step;
-    pthread_cond_broadcast(&trim_cond);
-    pthread_mutex_unlock(&trim_lock);
-}
+ * their next slow path that does maintenance: a block freed by another
+ * thread comes back to it with no free in between. */
+static pthread_barrier_t trim_barrier;
 static void *free_then_refill(void *arg) {
-    static void *got[20000];
     void *first = malloc(1000);
     free(first);
-    trim_signal(1);
-    trim_wait(2);
-    int n = 0;
-    while (n < 20000 && (got[n] = malloc(1000)) != first) n++;
-    for (int i = 0; i <= n && i < 20000; i++) free(got[i]);
-    *(int *)arg = n;
+    pthread_barrier_wait(&trim_barrier); /* freed */
+    pthread_barrier_wait(&trim_barrier); /* trimmed */
+    *(bool *)arg = comes_back(first);
     return NULL;
 }
 TEST(quarantine_emptied_by_trim_elsewhere) {
     if (!quarantine) return;
-    int n = -1;
+    bool back = false;
     pthread_t t;
-    CHECK(pthread_create(&t, NULL, free_then_refill, &n) == 0);
-    trim_wait(1);
+    pthread_barrier_init(&trim_barrier, NULL, 2);
+    CHECK(pthread_create(&t, NULL, free_then_refill, &back) == 0);
+    pthread_barrier_wait(&trim_barrier);
     malloc_trim(0);
-    trim_signal(2);
+    pthread_barrier_wait(&trim_barrier);
     pthread_join(t, NULL);
-    CHECKF(n >= 0 && n < 20000, "a block the other thread freed before malloc_trim did not come "
-                                "back to it");
+    pthread_barrier_destroy(&trim_barrier);
+    CHECKF(back, "a block the other thread freed before malloc_trim did not come back to it");
 }
 
 #define HELD 200
@@ -521,11 +513,7 @@ TEST(quarantine_emptied_by_trim) {
     void *first = malloc(1000);
     free(first);
     malloc_trim(0);
-    static void *got[20000];
-    int n = 0;
-    while (n < 20000 && (got[n] = malloc(1000)) != first) n++;
-    CHECKF(n < 20000, "the block freed before malloc_trim did not come back");
-    for (int i = 0; i <= n && i < 20000; i++) free(got[i]);
+    CHECKF(comes_back(first), "the block freed before malloc_trim did not come back");
 }
 
 /* The mapping of this process that holds addr: its end, and whether no
