@@ -69,7 +69,9 @@ mc_noinline void *_mc_malloc_generic(size_t size, mc_heap_t *heap) {
                 b = pg->free;
             }
             if (b != NULL) {
-                pg->free = mc_block_next(b);
+                mc_block_t *next = mc_block_next(b);
+                pg->free = next;
+                __builtin_prefetch(next, 1); /* as the fast path does */
                 return b;
             }
         }
