@@ -68,12 +68,7 @@ mc_noinline void *_mc_malloc_generic(size_t size, mc_heap_t *heap) {
                 _mc_page_collect(pg);
                 b = pg->free;
             }
-            if (b != NULL) {
-                mc_block_t *next = mc_block_next(b);
-                pg->free = next;
-                __builtin_prefetch(next, 1); /* as the fast path does */
-                return b;
-            }
+            if (b != NULL) return mc_page_pop(pg, b);
         }
     }
     bool is_zero;

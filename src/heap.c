@@ -416,11 +416,7 @@ again:
 void *_mc_heap_alloc_bin(mc_heap_t *heap, size_t bin) {
     if (heap->foreign[bin] == NULL) {
         mc_page_t *pg = heap_page_for_bin(heap, bin);
-        if (pg != NULL) {
-            mc_block_t *b = pg->free;
-            pg->free = mc_block_next(b);
-            return b;
-        }
+        if (pg != NULL) return mc_page_pop(pg, pg->free);
     }
     mc_block_t *b = heap->foreign[bin];
     if (b != NULL) heap->foreign[bin] = mc_block_next(b);

@@ -299,21 +299,26 @@ void _mc_secure_fill(mc_block_t *b, size_t block_size);
 /* Hand every block of heap's quarantine back to its page (thread exit, trim). */
 void _mc_secure_quarantine_flush(mc_heap_t *heap);
 
-/* malloc's fast path: pop the first free block of the page the direct table
- * names for this size.  The empty page (no free block) stands in for "no page
- * yet", and the empty heap for "no heap yet", so this has one branch.  (The
- * page counted its free blocks as used when they entered the list.)  The
- * next block's line is fetched ahead for the next call: in a cold list
- * (blocks freed long ago, or by other threads) each pop would otherwise wait
- * on a miss; a prefetch never faults, so NULL needs no test. */
-static inline void *mc_heap_malloc_small(mc_heap_t *heap, size_t size) {
-    mc_page_t *pg = heap->direct[(size + 7) >> 3];
-    mc_block_t *b = pg->free;
-    if (mc_unlikely(b == NULL)) return _mc_malloc_generic(size, heap);
+/* Hand out b, the first block of pg->free.  The next block's line is
+ * fetched ahead for the next call: in a cold list (blocks freed long ago, or
+ * by other threads) each pop would otherwise wait on a miss; a prefetch
+ * never faults, so NULL needs no test. */
+static inline void *mc_page_pop(mc_page_t *pg, mc_block_t *b) {
     mc_block_t *next = mc_block_next(b);
     pg->free = next;
     __builtin_prefetch(next, 1);
     return b;
+}
+
+/* malloc's fast path: pop the first free block of the page the direct table
+ * names for this size.  The empty page (no free block) stands in for "no page
+ * yet", and the empty heap for "no heap yet", so this has one branch.  (The
+ * page counted its free blocks as used when they entered the list.) */
+static inline void *mc_heap_malloc_small(mc_heap_t *heap, size_t size) {
+    mc_page_t *pg = heap->direct[(size + 7) >> 3];
+    mc_block_t *b = pg->free;
+    if (mc_unlikely(b == NULL)) return _mc_malloc_generic(size, heap);
+    return mc_page_pop(pg, b);
 }
 
 static inline void *mc_heap_malloc(mc_heap_t *heap, size_t size) {
