@@ -109,6 +109,7 @@ typedef struct mc_stats_s {
     size_t mremap_calls;
     size_t purge_calls; /* madvise calls that gave memory back */
     size_t purged_bytes;
+    size_t heaps_parked; /* heaps of exited threads waiting, whole, for a new thread */
 } mc_stats_t;
 
 void mc_stats_get(mc_stats_t *stats);

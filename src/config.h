@@ -111,5 +111,7 @@
 #define MC_SWEEP_BINS             16  /* bins looked at per sweep */
 #define MC_PUNCH_EVERY_MS         100 /* holes looked for, before growing, at most this often */
 #define MC_VISIT_BACKLOG          4   /* abandoned segments above which every heap visits */
+#define MC_PARK_MAX               8   /* heaps of exited threads kept whole for new threads */
+#define MC_PARK_SEGMENTS          2   /* ... if they own at most this many segments */
 
 #endif

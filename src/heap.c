@@ -2,9 +2,10 @@
  * pages per bin (the first page of each queue is where malloc allocates; the
  * direct table points at it), a queue of full pages, and the list of full
  * pages that other threads have freed into.  Here too: process start-up,
- * thread start and exit (exit abandons the heap's segments to whoever needs
- * memory next), reclaiming abandoned segments, paced maintenance (purges,
- * trim requests), and the fork handlers. */
+ * thread start and exit (exit parks a small heap for the next thread, or
+ * abandons the heap's segments to whoever needs memory next), reclaiming
+ * abandoned segments, paced maintenance (purges, trim requests), and the
+ * fork handlers. */
 #include "internal.h"
 
 const mc_page_t _mc_page_empty;
@@ -19,6 +20,8 @@ __thread uint16_t _mc_tag_tls __attribute__((tls_model("initial-exec"))) = MC_TA
 static mc_lock_t heaps_lock;
 static mc_heap_t *heaps_all;
 static mc_heap_t *heaps_pool;
+static mc_heap_t *heaps_parked; /* newest first, linked by pool_next (see "Parked heaps") */
+static _Atomic size_t heaps_parked_count;
 static size_t heaps_live;
 static uint8_t *heaps_chunk;
 static size_t heaps_chunk_left;
@@ -30,6 +33,7 @@ static _Atomic uint64_t visited_at; /* when an abandoned segment was last visite
 static void heap_page_free(mc_heap_t *heap, mc_page_t *pg);
 static void heap_drain_notified(mc_heap_t *heap);
 static void heap_purge(mc_heap_t *heap, uint64_t now, bool force);
+static bool heaps_unpark(uint64_t now, bool all);
 
 /* ---- Queues ------------------------------------------------------------------------ */
 static void queue_link_back(mc_page_queue_t *q, mc_page_t *pg) {
@@ -306,6 +310,7 @@ static mc_page_t *heap_alloc_span(mc_heap_t *heap, size_t n, bool *is_zero) {
             return &seg->pages[idx];
         }
         if (heap_reclaim(heap)) continue;
+        if (heaps_unpark(0, true)) continue; /* their segments can be reclaimed */
         /* About to grow: first give back the free slices that could not
          * serve this span, and the free parts of mostly empty pages (at most
          * every MC_PUNCH_EVERY_MS: in a program that only grows, looking at
@@ -544,6 +549,7 @@ void _mc_heap_maintain(mc_heap_t *heap) {
     /* The rest at most once per clock tick (a few ms). */
     if (now == heap->maintained_at) return;
     heap->maintained_at = now;
+    heaps_unpark(now, false);
     heap_sweep_remote(heap);
     _mc_segments_maintain(now, false);
     /* Memory of exited threads goes back to the OS: a visit to one of their
@@ -560,6 +566,7 @@ void _mc_heap_maintain(mc_heap_t *heap) {
 
 void _mc_heap_collect(mc_heap_t *heap, bool force) {
     if (MC_SECURE && force) _mc_secure_quarantine_flush(heap); /* first: its blocks go to pages */
+    if (force) heaps_unpark(0, true); /* their segments are visited below */
     if (force) heap_return_foreign(heap);
     heap_drain_notified(heap);
     /* Full pages: stop their notifications, then look at each again. */
@@ -610,9 +617,36 @@ void _mc_heap_request_trim(mc_heap_t *heap) {
 }
 
 /* ---- Heaps of threads ------------------------------------------------------------ */
+/* Under heaps_lock: a heap joins or leaves the live ones. */
+static void heap_link_live(mc_heap_t *heap) {
+    heap->all_prev = NULL;
+    heap->all_next = heaps_all;
+    if (heaps_all) heaps_all->all_prev = heap;
+    heaps_all = heap;
+    __atomic_fetch_add(&heaps_live, 1, __ATOMIC_RELAXED); /* read without the lock */
+}
+
+static void heap_unlink_live(mc_heap_t *heap) {
+    if (heap->all_prev)
+        heap->all_prev->all_next = heap->all_next;
+    else
+        heaps_all = heap->all_next;
+    if (heap->all_next) heap->all_next->all_prev = heap->all_prev;
+    __atomic_fetch_sub(&heaps_live, 1, __ATOMIC_RELAXED);
+}
+
 static mc_heap_t *heap_new(void) {
     _mc_lock(&heaps_lock);
-    mc_heap_t *heap = heaps_pool;
+    mc_heap_t *heap = heaps_parked;
+    if (heap != NULL) { /* the newest parked heap, whole (see "Parked heaps") */
+        heaps_parked = heap->pool_next;
+        heap->pool_next = NULL;
+        atomic_fetch_sub_explicit(&heaps_parked_count, 1, memory_order_relaxed);
+        heap_link_live(heap);
+        _mc_unlock(&heaps_lock);
+        return heap;
+    }
+    heap = heaps_pool;
     if (heap != NULL) {
         heaps_pool = heap->pool_next;
     } else {
@@ -637,21 +671,19 @@ static mc_heap_t *heap_new(void) {
         heap->tag = tag;
         for (size_t w = 0; w < MC_DIRECT_COUNT; w++) heap->direct[w] = (mc_page_t *)&_mc_page_empty;
         heap->trim_epoch = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
-        heap->all_next = heaps_all;
-        if (heaps_all) heaps_all->all_prev = heap;
-        heaps_all = heap;
-        __atomic_fetch_add(&heaps_live, 1, __ATOMIC_RELAXED); /* read without the lock */
+        heap_link_live(heap);
     }
     _mc_unlock(&heaps_lock);
     return heap;
 }
 
-/* Thread exit, kept cheap (threads may be short-lived): heads give up their
- * pin and full pages their notification; whatever needs counting or
- * collecting is done by whoever adopts or visits the segments later, and
- * the segments keep their purge schedule.  Disarming waits for the
- * notifications under way, so once the notified list is dropped below, no
- * other thread will touch this heap again. */
+/* A heap gives up its memory, kept cheap (threads may be short-lived): heads
+ * give up their pin and full pages their notification; whatever needs
+ * counting or collecting is done by whoever adopts or visits the segments
+ * later.  Disarming waits for the notifications under way, so once the
+ * notified list is dropped below, no other thread will touch this heap
+ * again.  Run by the heap's thread as it exits, or by any thread for a
+ * parked heap it has taken off the parked list. */
 static void heap_abandon(mc_heap_t *heap) {
     heap_return_foreign(heap);
     heap_drain_notified(heap);
@@ -682,15 +714,74 @@ static void heap_abandon(mc_heap_t *heap) {
             _mc_segment_abandon(seg);
     }
     _mc_lock(&heaps_lock);
-    if (heap->all_prev)
-        heap->all_prev->all_next = heap->all_next;
-    else
-        heaps_all = heap->all_next;
-    if (heap->all_next) heap->all_next->all_prev = heap->all_prev;
-    __atomic_fetch_sub(&heaps_live, 1, __ATOMIC_RELAXED);
     heap->pool_next = heaps_pool;
     heaps_pool = heap;
     _mc_unlock(&heaps_lock);
+}
+
+/* ---- Parked heaps ---------------------------------------------------------------
+ * A thread that exits leaves a small heap (MC_PARK_SEGMENTS segments or
+ * fewer) whole for the next thread to start: bin queues, pages and
+ * segments as they were, its remote frees collected and its free slices
+ * purged.  A program that replaces short threads (workers started per
+ * round or per request) then carries on where the last thread stopped: the
+ * blocks the old one freed are the first the new one gets, where adopting
+ * abandoned segments hands a new thread whichever segment waited longest,
+ * after a walk over its pages.  A big heap is abandoned at once, as before:
+ * its memory should go to whoever needs it.  A heap waits parked at most
+ * the purge delay, and at most MC_PARK_MAX heaps wait; a parked heap is
+ * also abandoned when a live heap needs a segment, and on a trim.  While
+ * parked no thread owns it: other threads free into its pages as remote
+ * frees, and only whoever takes it off the list (under heaps_lock) touches
+ * it. */
+static bool heap_park(mc_heap_t *heap) {
+    long delay = mc_option(MC_OPTION_PURGE_DELAY_MS);
+    if (delay == 0 || heap->segment_count > MC_PARK_SEGMENTS) return false;
+    heap_return_foreign(heap);
+    /* What other threads freed into its pages goes back into them, empty
+     * pages are released, and free slices are purged now: nobody uses them
+     * while it waits, as nobody uses an abandoned segment's. */
+    _mc_heap_collect(heap, false);
+    heap_purge(heap, 0, true);
+    _mc_lock(&heaps_lock);
+    bool parked = atomic_load_explicit(&heaps_parked_count, memory_order_relaxed) < MC_PARK_MAX;
+    if (parked) {
+        heap_unlink_live(heap);
+        heap->parked_at = _mc_os_now_ms();
+        heap->pool_next = heaps_parked;
+        heaps_parked = heap;
+        atomic_fetch_add_explicit(&heaps_parked_count, 1, memory_order_relaxed);
+    }
+    _mc_unlock(&heaps_lock);
+    return parked;
+}
+
+/* Abandon the parked heaps that have waited their time, or all of them.
+ * True if there was one. */
+static bool heaps_unpark(uint64_t now, bool all) {
+    if (atomic_load_explicit(&heaps_parked_count, memory_order_relaxed) == 0) return false;
+    long delay = mc_option(MC_OPTION_PURGE_DELAY_MS);
+    mc_heap_t *expired = NULL;
+    _mc_lock(&heaps_lock);
+    for (mc_heap_t **link = &heaps_parked; *link != NULL;) {
+        mc_heap_t *heap = *link;
+        if (all || (delay > 0 && now - heap->parked_at >= (uint64_t)delay)) {
+            *link = heap->pool_next;
+            atomic_fetch_sub_explicit(&heaps_parked_count, 1, memory_order_relaxed);
+            heap->pool_next = expired;
+            expired = heap;
+        } else {
+            link = &heap->pool_next;
+        }
+    }
+    _mc_unlock(&heaps_lock);
+    bool any = expired != NULL;
+    while (expired != NULL) {
+        mc_heap_t *next = expired->pool_next;
+        heap_abandon(expired);
+        expired = next;
+    }
+    return any;
 }
 
 static void heap_thread_done(void *arg) {
@@ -701,10 +792,15 @@ static void heap_thread_done(void *arg) {
         _mc_heap_tls = &_mc_heap_empty;
         _mc_tag_tls = MC_TAG_NOBODY;
     }
+    if (heap_park(heap)) return;
+    _mc_lock(&heaps_lock);
+    heap_unlink_live(heap);
+    _mc_unlock(&heaps_lock);
     heap_abandon(heap);
 }
 
-size_t _mc_heaps_count(void) {
+size_t _mc_heaps_count(size_t *parked) {
+    *parked = atomic_load_explicit(&heaps_parked_count, memory_order_relaxed);
     return __atomic_load_n(&heaps_live, __ATOMIC_RELAXED);
 }
 

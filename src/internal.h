@@ -263,7 +263,7 @@ void _mc_heap_maintain(mc_heap_t *heap);
 void _mc_heap_collect(mc_heap_t *heap, bool force);
 /* Ask every other heap to trim at its next slow path (heap trims now). */
 void _mc_heap_request_trim(mc_heap_t *heap);
-size_t _mc_heaps_count(void);
+size_t _mc_heaps_count(size_t *parked);
 bool _mc_heap_is_valid(mc_heap_t *heap);
 
 /* ---- alloc.c: malloc and free, fast paths here, slow paths there ------------------ */

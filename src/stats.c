@@ -180,7 +180,7 @@ mc_export void mc_stats_get(mc_stats_t *st) {
     st->committed = c > 0 ? (size_t)c : 0;
     st->committed_peak = (size_t)atomic_load_explicit(&committed_peak, memory_order_relaxed);
     st->segments = _mc_segments_count(&st->segments_cached, &st->segments_abandoned);
-    st->heaps = _mc_heaps_count();
+    st->heaps = _mc_heaps_count(&st->heaps_parked);
     _mc_segments_visit(stats_visit, st);
     st->resident += st->committed;
 }
@@ -217,7 +217,7 @@ mc_export void mc_stats_print(int fd) {
     out_format(&o, "  pages            %10zu\n", st.pages);
     out_format(&o, "  segments         %10zu (%zu cached, %zu abandoned)\n", st.segments,
                st.segments_cached, st.segments_abandoned);
-    out_format(&o, "  thread heaps     %10zu\n", st.heaps);
+    out_format(&o, "  thread heaps     %10zu (%zu parked)\n", st.heaps, st.heaps_parked);
     out_format(&o, "  mmap / munmap    %10zu / %zu\n", st.mmap_calls, st.munmap_calls);
     out_format(&o, "  mremap           %10zu\n", st.mremap_calls);
     out_format(&o, "  purges           %10zu (%zu MiB)\n", st.purge_calls, st.purged_bytes >> 20);

@@ -234,7 +234,8 @@ typedef struct mc_heap_s {
     mc_block_t *quarantine, *quarantine_last;
     size_t quarantine_bytes;
     struct mc_heap_s *all_next, *all_prev; /* every live heap */
-    struct mc_heap_s *pool_next;           /* in the pool of unused heaps */
+    struct mc_heap_s *pool_next;           /* in the pool of unused heaps, or parked */
+    uint64_t parked_at;                    /* when its thread exited, if parked (ms) */
 } mc_heap_t;
 
 #endif

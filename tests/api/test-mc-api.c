@@ -1116,6 +1116,81 @@ TEST(exited_threads_purge_free_slices) {
     mc_free(kept[1]);
 }
 
+/* A thread that exits leaves its heap, whole, to the next thread to start:
+ * the next thread allocates where the last one stopped, in the same page. */
+static void *keep_one_block(void *arg) {
+    void **out = arg;
+    out[0] = mc_malloc(200);
+    return NULL;
+}
+
+static void *take_parked_heap(void *arg) {
+    void **io = arg;
+    mc_stats_t st;
+    io[1] = mc_malloc(200);
+    mc_stats_get(&st);
+    io[2] = (void *)(uintptr_t)st.heaps_parked;
+    mc_free(io[0]); /* the other thread's block: now this heap's */
+    mc_free(io[1]);
+    return NULL;
+}
+
+TEST(exited_thread_heap_goes_to_the_next_thread) {
+    mc_trim(0); /* no heap parked from earlier tests */
+    void *io[3] = {NULL, NULL, NULL};
+    mc_stats_t st;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, keep_one_block, io) == 0);
+    pthread_join(t, NULL);
+    mc_stats_get(&st);
+    CHECKF(io[0] != NULL && st.heaps_parked == 1, "%zu heaps parked", st.heaps_parked);
+    CHECK(pthread_create(&t, NULL, take_parked_heap, io) == 0);
+    pthread_join(t, NULL);
+    uintptr_t page = (uintptr_t)64 * KiB;
+    CHECKF(io[1] != NULL && ((uintptr_t)io[0] & -page) == ((uintptr_t)io[1] & -page),
+           "blocks %p and %p", io[0], io[1]);
+    CHECKF((uintptr_t)io[2] == 0, "%zu heaps still parked", (size_t)(uintptr_t)io[2]);
+}
+
+/* A parked heap that nobody takes is abandoned after the purge delay (by
+ * another thread's maintenance), or at once by a trim. */
+static void alloc_free_large(void) {
+    void *p[4];
+    for (int i = 0; i < 4; i++) p[i] = mc_malloc(200 * KiB);
+    for (int i = 0; i < 4; i++) mc_free(p[i]);
+}
+
+TEST(parked_heaps_are_abandoned_in_time) {
+    mc_trim(0);
+    alloc_free_large(); /* so that the loop below has room, without growing */
+    void *io[1] = {NULL};
+    mc_stats_t st;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, keep_one_block, io) == 0);
+    pthread_join(t, NULL);
+    mc_stats_get(&st);
+    CHECKF(io[0] != NULL && st.heaps_parked == 1, "%zu heaps parked", st.heaps_parked);
+    /* Slow-path work in this thread runs its maintenance. */
+    int waited = 0;
+    for (; waited < 2000 && st.heaps_parked != 0; waited++) {
+        alloc_free_large();
+        usleep(1000);
+        mc_stats_get(&st);
+    }
+    printf("# parked heap abandoned after about %d ms\n", waited);
+    CHECKF(st.heaps_parked == 0, "%zu heaps still parked after %d ms", st.heaps_parked, waited);
+    void *first = io[0];
+    CHECK(pthread_create(&t, NULL, keep_one_block, io) == 0);
+    pthread_join(t, NULL);
+    mc_stats_get(&st);
+    CHECKF(st.heaps_parked == 1, "%zu heaps parked", st.heaps_parked);
+    mc_trim(0);
+    mc_stats_get(&st);
+    CHECKF(st.heaps_parked == 0, "%zu heaps parked after a trim", st.heaps_parked);
+    mc_free(first);
+    mc_free(io[0]);
+}
+
 /* A thread that frees another thread's blocks and allocates blocks of the
  * same size (a server thread replacing requests that another one made)
  * takes the blocks it freed back from the other thread's pages before it
@@ -1333,6 +1408,8 @@ int main(int argc, char **argv) {
     RUN(short_cycles_carve_little);
     RUN(big_blocks_carved_one_at_a_time);
     RUN(exited_threads_purge_free_slices);
+    RUN(exited_thread_heap_goes_to_the_next_thread);
+    RUN(parked_heaps_are_abandoned_in_time);
     RUN(freed_blocks_of_other_threads_are_reused);
     RUN(fresh_mapping_elsewhere_purges_free_slices);
     RUN(growing_block_keeps_cached_mapping);
