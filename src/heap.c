@@ -15,10 +15,9 @@ mc_heap_t _mc_heap_empty = {
 __thread mc_heap_t *_mc_heap_tls __attribute__((tls_model("initial-exec"))) = &_mc_heap_empty;
 __thread uint16_t _mc_tag_tls __attribute__((tls_model("initial-exec"))) = MC_TAG_NOBODY;
 
-/* Every live heap, and the pool of heaps of exited threads (heaps are never
- * unmapped: a remote free may still read a page's heap pointer). */
+/* How many heaps are live, and the pool of heaps of exited threads (heaps
+ * are never unmapped: a remote free may still read a page's heap pointer). */
 static mc_lock_t heaps_lock;
-static mc_heap_t *heaps_all;
 static mc_heap_t *heaps_pool;
 static mc_heap_t *heaps_parked; /* newest first, linked by pool_next (see "Parked heaps") */
 static _Atomic size_t heaps_parked_count;
@@ -617,24 +616,6 @@ void _mc_heap_request_trim(mc_heap_t *heap) {
 }
 
 /* ---- Heaps of threads ------------------------------------------------------------ */
-/* Under heaps_lock: a heap joins or leaves the live ones. */
-static void heap_link_live(mc_heap_t *heap) {
-    heap->all_prev = NULL;
-    heap->all_next = heaps_all;
-    if (heaps_all) heaps_all->all_prev = heap;
-    heaps_all = heap;
-    __atomic_fetch_add(&heaps_live, 1, __ATOMIC_RELAXED); /* read without the lock */
-}
-
-static void heap_unlink_live(mc_heap_t *heap) {
-    if (heap->all_prev)
-        heap->all_prev->all_next = heap->all_next;
-    else
-        heaps_all = heap->all_next;
-    if (heap->all_next) heap->all_next->all_prev = heap->all_prev;
-    __atomic_fetch_sub(&heaps_live, 1, __ATOMIC_RELAXED);
-}
-
 static mc_heap_t *heap_new(void) {
     _mc_lock(&heaps_lock);
     mc_heap_t *heap = heaps_parked;
@@ -642,7 +623,7 @@ static mc_heap_t *heap_new(void) {
         heaps_parked = heap->pool_next;
         heap->pool_next = NULL;
         atomic_fetch_sub_explicit(&heaps_parked_count, 1, memory_order_relaxed);
-        heap_link_live(heap);
+        __atomic_fetch_add(&heaps_live, 1, __ATOMIC_RELAXED); /* read without the lock */
         _mc_unlock(&heaps_lock);
         return heap;
     }
@@ -671,7 +652,7 @@ static mc_heap_t *heap_new(void) {
         heap->tag = tag;
         for (size_t w = 0; w < MC_DIRECT_COUNT; w++) heap->direct[w] = (mc_page_t *)&_mc_page_empty;
         heap->trim_epoch = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
-        heap_link_live(heap);
+        __atomic_fetch_add(&heaps_live, 1, __ATOMIC_RELAXED);
     }
     _mc_unlock(&heaps_lock);
     return heap;
@@ -746,7 +727,7 @@ static bool heap_park(mc_heap_t *heap) {
     _mc_lock(&heaps_lock);
     bool parked = atomic_load_explicit(&heaps_parked_count, memory_order_relaxed) < MC_PARK_MAX;
     if (parked) {
-        heap_unlink_live(heap);
+        __atomic_fetch_sub(&heaps_live, 1, __ATOMIC_RELAXED);
         heap->parked_at = _mc_os_now_ms();
         heap->pool_next = heaps_parked;
         heaps_parked = heap;
@@ -793,9 +774,7 @@ static void heap_thread_done(void *arg) {
         _mc_tag_tls = MC_TAG_NOBODY;
     }
     if (heap_park(heap)) return;
-    _mc_lock(&heaps_lock);
-    heap_unlink_live(heap);
-    _mc_unlock(&heaps_lock);
+    __atomic_fetch_sub(&heaps_live, 1, __ATOMIC_RELAXED);
     heap_abandon(heap);
 }
 

@@ -233,9 +233,8 @@ typedef struct mc_heap_s {
      * oldest first, linked like a free list, and the bytes they hold. */
     mc_block_t *quarantine, *quarantine_last;
     size_t quarantine_bytes;
-    struct mc_heap_s *all_next, *all_prev; /* every live heap */
-    struct mc_heap_s *pool_next;           /* in the pool of unused heaps, or parked */
-    uint64_t parked_at;                    /* when its thread exited, if parked (ms) */
+    struct mc_heap_s *pool_next; /* in the pool of unused heaps, or parked */
+    uint64_t parked_at;          /* when its thread exited, if parked (ms) */
 } mc_heap_t;
 
 #endif

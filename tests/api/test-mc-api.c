@@ -1124,6 +1124,16 @@ static void *keep_one_block(void *arg) {
     return NULL;
 }
 
+/* Run keep_one_block in a thread of its own; the heaps parked after it. */
+static size_t park_one_thread(void **io) {
+    mc_stats_t st;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, keep_one_block, io) == 0);
+    pthread_join(t, NULL);
+    mc_stats_get(&st);
+    return st.heaps_parked;
+}
+
 static void *take_parked_heap(void *arg) {
     void **io = arg;
     mc_stats_t st;
@@ -1138,12 +1148,9 @@ static void *take_parked_heap(void *arg) {
 TEST(exited_thread_heap_goes_to_the_next_thread) {
     mc_trim(0); /* no heap parked from earlier tests */
     void *io[3] = {NULL, NULL, NULL};
-    mc_stats_t st;
     pthread_t t;
-    CHECK(pthread_create(&t, NULL, keep_one_block, io) == 0);
-    pthread_join(t, NULL);
-    mc_stats_get(&st);
-    CHECKF(io[0] != NULL && st.heaps_parked == 1, "%zu heaps parked", st.heaps_parked);
+    size_t parked = park_one_thread(io);
+    CHECKF(io[0] != NULL && parked == 1, "%zu heaps parked", parked);
     CHECK(pthread_create(&t, NULL, take_parked_heap, io) == 0);
     pthread_join(t, NULL);
     uintptr_t page = (uintptr_t)64 * KiB;
@@ -1165,10 +1172,7 @@ TEST(parked_heaps_are_abandoned_in_time) {
     alloc_free_large(); /* so that the loop below has room, without growing */
     void *io[1] = {NULL};
     mc_stats_t st;
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, keep_one_block, io) == 0);
-    pthread_join(t, NULL);
-    mc_stats_get(&st);
+    st.heaps_parked = park_one_thread(io);
     CHECKF(io[0] != NULL && st.heaps_parked == 1, "%zu heaps parked", st.heaps_parked);
     /* Slow-path work in this thread runs its maintenance. */
     int waited = 0;
@@ -1180,9 +1184,7 @@ TEST(parked_heaps_are_abandoned_in_time) {
     printf("# parked heap abandoned after about %d ms\n", waited);
     CHECKF(st.heaps_parked == 0, "%zu heaps still parked after %d ms", st.heaps_parked, waited);
     void *first = io[0];
-    CHECK(pthread_create(&t, NULL, keep_one_block, io) == 0);
-    pthread_join(t, NULL);
-    mc_stats_get(&st);
+    st.heaps_parked = park_one_thread(io);
     CHECKF(st.heaps_parked == 1, "%zu heaps parked", st.heaps_parked);
     mc_trim(0);
     mc_stats_get(&st);
