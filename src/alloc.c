@@ -195,7 +195,8 @@ size_t _mc_usable_size(const void *p, const char *func) {
 /* ---- Aligned allocation ------------------------------------------------------------------------
  * Pages start on a 64 KiB slice boundary and a bin's blocks are multiples of
  * its alignment, so for alignments up to 64 KiB, rounding the size up to the
- * alignment is enough: the bin (or large span) is aligned by construction.
+ * alignment is enough (past one bin that is not: mc_aligned_size): the bin
+ * (or large span) is aligned by construction.
  * Larger alignments take a large span with room to slide, or a huge block
  * mapped at the alignment. */
 void *_mc_malloc_aligned(size_t size, size_t align) {
@@ -206,7 +207,8 @@ void *_mc_malloc_aligned(size_t size, size_t align) {
         errno = ENOMEM;
         return NULL;
     }
-    if (align <= MC_SLICE_SIZE && n <= MC_LARGE_MAX) return mc_heap_malloc(heap, n);
+    if (align <= MC_SLICE_SIZE && n <= MC_LARGE_MAX)
+        return mc_heap_malloc(heap, mc_aligned_size(n));
     bool is_zero;
     /* A span starts on a slice: the aligned address is at most
      * align - MC_SLICE_SIZE bytes into it. */

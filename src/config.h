@@ -71,11 +71,12 @@
 #define MC_LARGE_MAX    (MC_SEGMENT_SIZE / 2)
 #define MC_MEDIUM_LOG   17 /* MC_MEDIUM_MAX = 2^17 */
 /* Bins (page.c): 1 (8 B), 2-9 (16-128 B), eight per power of two up to
- * 2^MC_BIN_HEADER_LOG, then nine (2^k + 16 first) up to MC_MEDIUM_MAX:
- * bins 1..96, bin 0 unused. */
+ * 2^MC_BIN_HEADER_LOG, then ten (2^k + 16 and 2^k + 2^(k-4) + 16 first) up
+ * to MC_MEDIUM_MAX: bins 1..103, bin 0 unused. */
 #define MC_BIN_HEADER_LOG   10
 #define MC_BIN_HEADER_FIRST (10 + (MC_BIN_HEADER_LOG - 7) * 8) /* the bin of 2^10 + 16 */
-#define MC_BIN_COUNT        (MC_BIN_HEADER_FIRST + (MC_MEDIUM_LOG - MC_BIN_HEADER_LOG) * 9)
+#define MC_BIN_HEADER_PER   10                                 /* bins per power from there */
+#define MC_BIN_COUNT        (MC_BIN_HEADER_FIRST + (MC_MEDIUM_LOG - MC_BIN_HEADER_LOG) * MC_BIN_HEADER_PER)
 #define MC_BIN_FULL         MC_BIN_COUNT
 #define MC_MAX_ALIGN        16 /* the alignment of every block of 16 bytes or more */
 /* page->recip = 2^MC_RECIP_SHIFT / block_size + 1 is exact for offsets below

@@ -177,8 +177,21 @@ static inline size_t mc_bin_of(size_t size) {
     size_t s = size - 1;
     size_t b = 63 - (size_t)__builtin_clzll(s); /* 2^b <= s < 2^(b+1), b >= 7 */
     if (b < MC_BIN_HEADER_LOG) return 10 + (b - 7) * 8 + ((s >> (b - 3)) & 7);
-    size_t first = MC_BIN_HEADER_FIRST + (b - MC_BIN_HEADER_LOG) * 9;
-    return first + (size <= ((size_t)1 << b) + 16 ? 0 : 1 + ((s >> (b - 3)) & 7));
+    size_t first = MC_BIN_HEADER_FIRST + (b - MC_BIN_HEADER_LOG) * MC_BIN_HEADER_PER;
+    size_t base = (size_t)1 << b;
+    if (size <= base + 16) return first;
+    if (size <= base + (base >> 4) + 16) return first + 1;
+    return first + 2 + ((s >> (b - 3)) & 7);
+}
+/* The size to ask for a block of n bytes (a multiple of an alignment of 32
+ * or more) so that its bin's blocks are aligned like n: the bin of
+ * 2^k + 2^(k-4) + 16 would take some such n but is only 16-byte aligned, so
+ * they go to the next bin, 2^k + 2^(k-3), a multiple of every alignment n
+ * can have there (n > 2^k + 16 means the alignment is 2^(k-4) or less). */
+static inline size_t mc_aligned_size(size_t n) {
+    if (n <= MC_SMALL_MAX || n > MC_MEDIUM_MAX) return n;
+    size_t b = 63 - (size_t)__builtin_clzll(n - 1), base = (size_t)1 << b;
+    return n > base + 16 && n <= base + (base >> 4) + 16 ? base + (base >> 3) : n;
 }
 size_t _mc_bin_size(size_t bin);
 size_t _mc_bin_slices(size_t bin);

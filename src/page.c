@@ -8,15 +8,19 @@
  *   bin 1: 8 bytes;  bins 2-9: 16 to 128 by 16;
  *   then eight bins per power of two: 144 160 ... 256, 288 320 ... 512, ...
  *   so a block is at most 12.5% larger than asked;
- *   and from 1 KiB up to bin 96 = 128 KiB, a ninth bin at the start of each
- *   power of two, 2^k + 16 (1040, 2064, 4112, ...): programs often ask for a
- *   power of two plus a small header (SQLite's 1032- and 4104-byte page
- *   buffers), which would otherwise round up by 11-12%.
+ *   and from 1 KiB up to bin 103 = 128 KiB, two more bins at the start of
+ *   each power of two, 2^k + 16 (1040, 2064, 4112, ...) and
+ *   2^k + 2^(k-4) + 16 (1104, 2192, 4368, ...): programs often ask for a
+ *   power of two plus a header (SQLite's 1032- and 4104-byte page buffers,
+ *   and its 4368-byte page-cache entries: a 4 KiB page and 272 bytes), which
+ *   would otherwise round up by 6-12%.
  *   Every size is a multiple of 16 (but 8), so every block of 16 bytes or
  *   more is 16-byte aligned; and a size that is a multiple of a power of two
  *   a, with a > 1/8 of the size, is a bin size itself, so blocks of it are
  *   a-aligned (pages start on a slice): aligned allocation needs no slack.
- *   (The 2^k + 16 bins hold no multiple of 32, so they do not change that.)
+ *   The two header bins hold no multiple of 32; the first catches none
+ *   either, the second would, so aligned allocation steps over it
+ *   (mc_aligned_size).
  * mc_bin_of (internal.h, inline for the slow path of malloc) maps a size to
  * its bin. */
 _Static_assert(MC_MEDIUM_MAX == (size_t)1 << MC_MEDIUM_LOG, "MC_MEDIUM_LOG names MC_MEDIUM_MAX");
@@ -28,8 +32,11 @@ size_t _mc_bin_size(size_t bin) {
         size_t k = bin - 10, b = 7 + k / 8;
         return ((size_t)1 << b) + (k % 8 + 1) * ((size_t)1 << (b - 3));
     }
-    size_t k = bin - MC_BIN_HEADER_FIRST, b = MC_BIN_HEADER_LOG + k / 9, j = k % 9;
-    return ((size_t)1 << b) + (j == 0 ? 16 : j * ((size_t)1 << (b - 3)));
+    size_t k = bin - MC_BIN_HEADER_FIRST, b = MC_BIN_HEADER_LOG + k / MC_BIN_HEADER_PER,
+           j = k % MC_BIN_HEADER_PER, base = (size_t)1 << b;
+    if (j == 0) return base + 16;
+    if (j == 1) return base + (base >> 4) + 16;
+    return base + (j - 1) * (base >> 3);
 }
 
 /* Pages of blocks up to 8 KiB are one slice; larger blocks get pages of at

@@ -749,6 +749,25 @@ TEST(aligned_up_to_1gib) {
     }
 }
 
+/* Every alignment from 32 bytes to 64 KiB for every size from 1 KiB to
+ * 140 KiB (by 8 bytes, 24 past 16 KiB): where blocks come from pages of one
+ * size, some sizes are only 16-byte aligned and must be stepped over. */
+TEST(aligned_medium_sizes) {
+    size_t bad = 0;
+    for (size_t alignment = 32; alignment <= 64 * KiB; alignment *= 2) {
+        for (size_t n = KiB; n <= 140 * KiB; n += n < 16 * KiB ? 8 : 24) {
+            void *p = aligned_via((int)(n / 8 % 3), opaque(alignment), n);
+            if (!p || !is_aligned(p, alignment) || malloc_usable_size(p) < n) {
+                if (bad++ < 5)
+                    printf("# alignment %zu, %zu bytes: %p, usable %zu\n", alignment, n, p,
+                           p ? malloc_usable_size(p) : 0);
+            }
+            free(p);
+        }
+    }
+    CHECKF(bad == 0, "%zu aligned medium blocks wrong", bad);
+}
+
 /* Many aligned blocks of assorted sizes live at once: distinct and intact. */
 TEST(aligned_many) {
     enum { N = 3000 };
@@ -1148,6 +1167,7 @@ int main(void) {
     RUN(free_preserves_errno);
     RUN(posix_memalign_errors);
     RUN(aligned_up_to_1gib);
+    RUN(aligned_medium_sizes);
     RUN(aligned_many);
     RUN(big_alignment_small_blocks);
     RUN(memalign_rounds_alignment);

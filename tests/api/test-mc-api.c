@@ -966,8 +966,10 @@ TEST(usable_size_matches) {
 }
 
 /* Size classes: every request up to 128 KiB rounds up by at most an eighth
- * (plus 16 bytes, for the smallest), and a power of two plus a header of up
- * to 16 bytes (SQLite asks for 1032 and 4104) rounds up to 2^k + 16. */
+ * (plus 16 bytes, for the smallest), a power of two plus a header of up to
+ * 16 bytes (SQLite asks for 1032 and 4104) rounds up to 2^k + 16, and one
+ * with a header of up to 2^(k-4) + 16 bytes (SQLite's page-cache entries
+ * are 4096 + 272) to 2^k + 2^(k-4) + 16. */
 TEST(size_classes_are_tight) {
     size_t worst = 0, worst_n = 0;
     for (size_t n = 1; n <= 128 * KiB; n += n < 4096 ? 1 : 7) {
@@ -989,6 +991,14 @@ TEST(size_classes_are_tight) {
             if (!p) return;
             CHECKF(mc_usable_size(p) == ((size_t)1 << k) + 16, "%zu bytes: usable %zu", n,
                    mc_usable_size(p));
+            mc_free(p);
+        }
+        size_t second = ((size_t)1 << k) + ((size_t)1 << (k - 4)) + 16;
+        for (size_t n = ((size_t)1 << k) + 17; n <= second; n += 8) {
+            void *p = mc_malloc(n);
+            CHECK(p != NULL);
+            if (!p) return;
+            CHECKF(mc_usable_size(p) == second, "%zu bytes: usable %zu", n, mc_usable_size(p));
             mc_free(p);
         }
     }
