@@ -27,9 +27,6 @@
 #define MC_SECURE_FILL    1024 /* bytes of a free block filled and checked */
 /* KiB of freed blocks each thread's quarantine holds (MCLONE_QUARANTINE_KB). */
 #define MC_QUARANTINE_KB_DEFAULT (MC_SECURE ? 256 : 0)
-/* A thread that has freed nothing for this long has its quarantine emptied
- * by another thread (heap.c, "Idle quarantines"). */
-#define MC_QUARANTINE_IDLE_MS 100
 
 /* Fault injection: the os layer can be told to fail its Nth call (tests). */
 #ifndef MCLONE_FAULT_INJECT

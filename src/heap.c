@@ -22,7 +22,6 @@ static mc_heap_t *heaps_pool;
 static mc_heap_t *heaps_parked; /* newest first, linked by pool_next (see "Parked heaps") */
 static _Atomic size_t heaps_parked_count;
 static size_t heaps_live;
-static mc_heap_t *heaps_held; /* heaps that threads hold, linked by live_next (heaps_lock) */
 static uint8_t *heaps_chunk;
 static size_t heaps_chunk_left;
 static uint32_t heaps_next_tag = MC_TAG_FIRST;
@@ -529,45 +528,6 @@ static void heap_sweep_remote(mc_heap_t *heap) {
     }
 }
 
-/* ---- Idle quarantines (the secure build) -------------------------------------------
- * A thread's quarantine (secure.c) empties as the thread frees more, and at
- * its exit; a thread that stops freeing, while it lives, would keep its
- * blocks from everyone, the owners of their pages included, for as long as
- * it waits.  So each heap's maintenance, once per
- * tick of the process (not of each heap: with many threads, each would walk
- * every heap), looks at the other heaps: one whose quarantine has taken no
- * block for MC_QUARANTINE_IDLE_MS is emptied by the caller.  The blocks
- * are taken out under heaps_lock and the idle heap's quarantine lock (held
- * by its thread only while it changes the list), and freed with neither
- * held: freeing runs maintenance.  Since no other thread holds a quarantine
- * lock without heaps_lock, taking heaps_lock before fork is enough. */
-static _Atomic uint64_t quarantines_looked_at; /* once per tick in the process (ms) */
-
-static void heaps_empty_idle_quarantines(mc_heap_t *self, uint64_t now) {
-    uint64_t last = atomic_load_explicit(&quarantines_looked_at, memory_order_relaxed);
-    if (last == now ||
-        !atomic_compare_exchange_strong_explicit(&quarantines_looked_at, &last, now,
-                                                 memory_order_relaxed, memory_order_relaxed) ||
-        !_mc_trylock(&heaps_lock))
-        return;
-    mc_block_t *taken = NULL;
-    for (mc_heap_t *h = heaps_held; h != NULL && taken == NULL; h = h->live_next) {
-        if (h == self) continue;
-        uint32_t pushes = atomic_load_explicit(&h->quarantine_pushes, memory_order_relaxed);
-        if (pushes != h->quarantine_seen || h->quarantine_seen_at == 0) {
-            h->quarantine_seen = pushes;
-            h->quarantine_seen_at = now;
-        } else if (now - h->quarantine_seen_at >= MC_QUARANTINE_IDLE_MS &&
-                   _mc_trylock(&h->quarantine_lock)) {
-            taken = _mc_secure_quarantine_take(h);
-            _mc_unlock(&h->quarantine_lock);
-            h->quarantine_seen_at = now; /* (empty or emptied: look again in a while) */
-        }
-    }
-    _mc_unlock(&heaps_lock);
-    _mc_secure_quarantine_release(taken);
-}
-
 void _mc_heap_maintain(mc_heap_t *heap) {
     heap_drain_notified(heap);
     if (--heap->maintain_in > 0) return;
@@ -589,7 +549,6 @@ void _mc_heap_maintain(mc_heap_t *heap) {
     if (now == heap->maintained_at) return;
     heap->maintained_at = now;
     heaps_unpark(now, false);
-    if (MC_SECURE) heaps_empty_idle_quarantines(heap, now);
     heap_sweep_remote(heap);
     _mc_segments_maintain(now, false);
     /* Memory of exited threads goes back to the OS: a visit to one of their
@@ -657,26 +616,6 @@ void _mc_heap_request_trim(mc_heap_t *heap) {
 }
 
 /* ---- Heaps of threads ------------------------------------------------------------ */
-/* The list of heaps that threads hold, for the sweep of idle quarantines
- * (so kept in the secure build only).  Under heaps_lock. */
-static void heap_hold(mc_heap_t *heap) {
-    if (!MC_SECURE) return;
-    heap->live_prev = NULL;
-    heap->live_next = heaps_held;
-    if (heaps_held != NULL) heaps_held->live_prev = heap;
-    heaps_held = heap;
-}
-
-static void heap_let_go(mc_heap_t *heap) {
-    if (!MC_SECURE) return;
-    if (heap->live_prev != NULL)
-        heap->live_prev->live_next = heap->live_next;
-    else
-        heaps_held = heap->live_next;
-    if (heap->live_next != NULL) heap->live_next->live_prev = heap->live_prev;
-    heap->live_next = heap->live_prev = NULL;
-}
-
 static mc_heap_t *heap_new(void) {
     _mc_lock(&heaps_lock);
     mc_heap_t *heap = heaps_parked;
@@ -685,7 +624,6 @@ static mc_heap_t *heap_new(void) {
         heap->pool_next = NULL;
         atomic_fetch_sub_explicit(&heaps_parked_count, 1, memory_order_relaxed);
         __atomic_fetch_add(&heaps_live, 1, __ATOMIC_RELAXED); /* read without the lock */
-        heap_hold(heap);
         _mc_unlock(&heaps_lock);
         return heap;
     }
@@ -715,7 +653,6 @@ static mc_heap_t *heap_new(void) {
         for (size_t w = 0; w < MC_DIRECT_COUNT; w++) heap->direct[w] = (mc_page_t *)&_mc_page_empty;
         heap->trim_epoch = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
         __atomic_fetch_add(&heaps_live, 1, __ATOMIC_RELAXED);
-        heap_hold(heap);
     }
     _mc_unlock(&heaps_lock);
     return heap;
@@ -835,11 +772,6 @@ static void heap_thread_done(void *arg) {
     if (_mc_heap_tls == heap) {
         _mc_heap_tls = &_mc_heap_empty;
         _mc_tag_tls = MC_TAG_NOBODY;
-    }
-    if (MC_SECURE) {
-        _mc_lock(&heaps_lock);
-        heap_let_go(heap);
-        _mc_unlock(&heaps_lock);
     }
     if (heap_park(heap)) return;
     __atomic_fetch_sub(&heaps_live, 1, __ATOMIC_RELAXED);

@@ -311,10 +311,6 @@ size_t _mc_secure_usable(const void *p, const char *func);
 void _mc_secure_fill(mc_block_t *b, size_t block_size);
 /* Hand every block of heap's quarantine back to its page (thread exit, trim). */
 void _mc_secure_quarantine_flush(mc_heap_t *heap);
-/* Another thread's: take its blocks out (under its quarantine lock), then
- * hand them back (with no lock held). */
-mc_block_t *_mc_secure_quarantine_take(mc_heap_t *heap);
-void _mc_secure_quarantine_release(mc_block_t *blocks);
 
 /* Hand out b, the first block of pg->free.  The next block's line is
  * fetched ahead for the next call: in a cold list (blocks freed long ago, or

@@ -134,43 +134,24 @@ static bool is_quarantined(const mc_block_t *b) {
            mc_page_block_of(pg, b) == b && ((const uint64_t *)b)[1] == mark_of(b);
 }
 
-/* Unlink the oldest blocks until the quarantine holds keep bytes or fewer;
- * returns them as a list (NULL-terminated), for quarantine_release.  Under
- * the heap's quarantine lock.  (Fills are not checked here: malloc checks
- * them before a block is handed out again.) */
-static mc_block_t *quarantine_detach(mc_heap_t *heap, size_t keep) {
-    mc_block_t *first = heap->quarantine, *b = first, *last = NULL;
-    while (b != NULL && heap->quarantine_bytes > keep) {
-        size_t bs = mc_page_of(mc_segment_of(b), b)->block_size;
-        mc_block_t *next = mc_block_next(b);
-        if (mc_unlikely(b == heap->quarantine_last ? next != NULL || heap->quarantine_bytes != bs
-                                                   : !is_quarantined(next)))
-            _mc_fatal("free(): the quarantine after block %p is corrupt (a write after free?)",
-                      (void *)b);
-        heap->quarantine_bytes -= bs;
-        last = b;
-        b = next;
-    }
-    if (last == NULL) return NULL;
-    mc_block_set_next(last, NULL);
-    heap->quarantine = b;
-    if (b == NULL) heap->quarantine_last = NULL;
-    return first;
-}
-
-/* The blocks quarantine_detach took go back to their pages, outside the
- * lock: a free may run maintenance, which may empty quarantines. */
-static void quarantine_release(mc_block_t *b) {
-    while (b != NULL) {
-        mc_block_t *next = mc_block_next(b);
-        mc_free_inline(b);
-        b = next;
-    }
+/* The oldest block leaves the quarantine for its page.  (Its fill is not
+ * checked here: malloc checks it before the block is handed out again.) */
+static void quarantine_pop(mc_heap_t *heap) {
+    mc_block_t *b = heap->quarantine;
+    size_t bs = mc_page_of(mc_segment_of(b), b)->block_size;
+    mc_block_t *next = mc_block_next(b);
+    if (mc_unlikely(b == heap->quarantine_last ? next != NULL || heap->quarantine_bytes != bs
+                                               : !is_quarantined(next)))
+        _mc_fatal("free(): the quarantine after block %p is corrupt (a write after free?)",
+                  (void *)b);
+    heap->quarantine = next;
+    if (next == NULL) heap->quarantine_last = NULL;
+    heap->quarantine_bytes -= bs;
+    mc_free_inline(b);
 }
 
 static void quarantine_push(mc_heap_t *heap, mc_block_t *b, size_t block_size) {
     mc_block_set_next(b, NULL);
-    _mc_lock(&heap->quarantine_lock);
     mc_block_t *last = heap->quarantine_last;
     if (last != NULL) {
         if (mc_unlikely(mc_block_next(last) != NULL))
@@ -182,28 +163,12 @@ static void quarantine_push(mc_heap_t *heap, mc_block_t *b, size_t block_size) {
     }
     heap->quarantine_last = b;
     heap->quarantine_bytes += block_size;
-    atomic_store_explicit(&heap->quarantine_pushes,
-                          atomic_load_explicit(&heap->quarantine_pushes, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
     size_t limit = (size_t)mc_option(MC_OPTION_QUARANTINE_KB) << 10;
-    mc_block_t *out = heap->quarantine_bytes > limit ? quarantine_detach(heap, limit) : NULL;
-    _mc_unlock(&heap->quarantine_lock);
-    quarantine_release(out);
+    while (heap->quarantine_bytes > limit) quarantine_pop(heap); /* (0 bytes when empty) */
 }
 
 void _mc_secure_quarantine_flush(mc_heap_t *heap) {
-    _mc_lock(&heap->quarantine_lock);
-    mc_block_t *out = quarantine_detach(heap, 0);
-    _mc_unlock(&heap->quarantine_lock);
-    quarantine_release(out);
-}
-
-mc_block_t *_mc_secure_quarantine_take(mc_heap_t *heap) {
-    return quarantine_detach(heap, 0);
-}
-
-void _mc_secure_quarantine_release(mc_block_t *blocks) {
-    quarantine_release(blocks);
+    while (heap->quarantine != NULL) quarantine_pop(heap);
 }
 
 /* Seal a block the allocator just returned for a request of n bytes. */

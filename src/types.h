@@ -230,20 +230,11 @@ typedef struct mc_heap_s {
     mc_page_t *foreign_page[MC_BIN_COUNT];
     mc_block_t *foreign[MC_BIN_COUNT];
     /* The secure build's quarantine (secure.c): blocks this thread freed,
-     * oldest first, linked like a free list, and the bytes they hold; the
-     * lock its thread holds while it changes them, and the pushes so far.
-     * Another thread empties the quarantine of a thread that has freed
-     * nothing for a while (heap.c, "Idle quarantines"): seen and seen_at
-     * are its last look, written under heaps_lock. */
+     * oldest first, linked like a free list, and the bytes they hold. */
     mc_block_t *quarantine, *quarantine_last;
     size_t quarantine_bytes;
-    mc_lock_t quarantine_lock;
-    _Atomic uint32_t quarantine_pushes;
-    uint32_t quarantine_seen;
-    uint64_t quarantine_seen_at;
-    struct mc_heap_s *live_next, *live_prev; /* heaps that threads hold (heaps_lock) */
-    struct mc_heap_s *pool_next;             /* in the pool of unused heaps, or parked */
-    uint64_t parked_at;                      /* when its thread exited, if parked (ms) */
+    struct mc_heap_s *pool_next; /* in the pool of unused heaps, or parked */
+    uint64_t parked_at;          /* when its thread exited, if parked (ms) */
 } mc_heap_t;
 
 #endif

@@ -21,7 +21,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -479,51 +478,6 @@ TEST(quarantine_emptied_by_trim_elsewhere) {
     CHECKF(back, "a block the other thread freed before malloc_trim did not come back to it");
 }
 
-/* A thread that stops freeing does not keep its quarantine while it waits:
- * the maintenance of a thread that works empties it once it has taken no
- * block for a while (100 ms).  The block it freed of its own comes back to
- * it, and the block it freed of the other thread's comes back to that
- * thread, each with no free in between. */
-struct idle_blocks {
-    void *theirs; /* allocated by the test's thread, freed by the idle one */
-    bool back;    /* the idle thread's own block came back to it */
-};
-static void *free_then_wait(void *arg) {
-    struct idle_blocks *b = arg;
-    void *first = malloc(1000);
-    free(first);
-    free(b->theirs);
-    pthread_barrier_wait(&trim_barrier); /* freed */
-    pthread_barrier_wait(&trim_barrier); /* the other thread worked */
-    b->back = comes_back(first);
-    return NULL;
-}
-TEST(idle_quarantine_emptied_by_others) {
-    if (!quarantine) return;
-    struct idle_blocks b = {malloc(1000), false};
-    const void *theirs = b.theirs;
-    pthread_t t;
-    pthread_barrier_init(&trim_barrier, NULL, 2);
-    CHECK(pthread_create(&t, NULL, free_then_wait, &b) == 0);
-    pthread_barrier_wait(&trim_barrier);
-    /* Half a second of work that runs the slow paths (and so maintenance):
-     * 300 blocks of 2000 bytes allocated and freed at a time. */
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do {
-        static void *p[300];
-        for (int i = 0; i < 300; i++) p[i] = malloc(2000);
-        for (int i = 0; i < 300; i++) free(p[i]);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-    } while ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 500);
-    bool theirs_back = comes_back(theirs);
-    pthread_barrier_wait(&trim_barrier);
-    pthread_join(t, NULL);
-    pthread_barrier_destroy(&trim_barrier);
-    CHECKF(b.back, "a block an idle thread freed did not come back to it after 500 ms");
-    CHECKF(theirs_back, "a block of ours an idle thread freed did not come back after 500 ms");
-}
-
 #define HELD 200
 static void *held[HELD];
 static void *alloc_free_all(void *arg) {
@@ -709,6 +663,5 @@ int main(void) {
     RUN(quarantine_emptied_by_trim);
     RUN(quarantine_emptied_when_turned_off);
     RUN(quarantine_emptied_by_trim_elsewhere);
-    RUN(idle_quarantine_emptied_by_others);
     return check_exit_status();
 }
