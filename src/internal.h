@@ -183,6 +183,7 @@ static inline size_t mc_bin_of(size_t size) {
     if (size <= base + (base >> 4) + 16) return first + 1;
     return first + 2 + ((s >> (b - 3)) & 7);
 }
+size_t _mc_bin_size(size_t bin);
 /* The size to ask for a block of n bytes (a multiple of an alignment of 32
  * or more) so that its bin's blocks are aligned like n: the bin of
  * 2^k + 2^(k-4) + 16 would take some such n but is only 16-byte aligned, so
@@ -190,10 +191,9 @@ static inline size_t mc_bin_of(size_t size) {
  * can have there (n > 2^k + 16 means the alignment is 2^(k-4) or less). */
 static inline size_t mc_aligned_size(size_t n) {
     if (n <= MC_SMALL_MAX || n > MC_MEDIUM_MAX) return n;
-    size_t b = 63 - (size_t)__builtin_clzll(n - 1), base = (size_t)1 << b;
-    return n > base + 16 && n <= base + (base >> 4) + 16 ? base + (base >> 3) : n;
+    size_t bin = mc_bin_of(n);
+    return (bin - MC_BIN_HEADER_FIRST) % MC_BIN_HEADER_PER == 1 ? _mc_bin_size(bin + 1) : n;
 }
-size_t _mc_bin_size(size_t bin);
 size_t _mc_bin_slices(size_t bin);
 void _mc_page_init(mc_page_t *pg, size_t slices, size_t block_size, size_t bin, bool is_zero,
                    struct mc_heap_s *heap);

@@ -970,6 +970,17 @@ TEST(usable_size_matches) {
  * 16 bytes (SQLite asks for 1032 and 4104) rounds up to 2^k + 16, and one
  * with a header of up to 2^(k-4) + 16 bytes (SQLite's page-cache entries
  * are 4096 + 272) to 2^k + 2^(k-4) + 16. */
+/* Every size from lo to hi (by step) has usable size want. */
+static void rounds_to(size_t lo, size_t hi, size_t step, size_t want) {
+    for (size_t n = lo; n <= hi; n += step) {
+        void *p = mc_malloc(n);
+        CHECK(p != NULL);
+        if (!p) return;
+        CHECKF(mc_usable_size(p) == want, "%zu bytes: usable %zu", n, mc_usable_size(p));
+        mc_free(p);
+    }
+}
+
 TEST(size_classes_are_tight) {
     size_t worst = 0, worst_n = 0;
     for (size_t n = 1; n <= 128 * KiB; n += n < 4096 ? 1 : 7) {
@@ -984,23 +995,9 @@ TEST(size_classes_are_tight) {
     printf("# size classes: the most a request rounds up is %zu bytes (%zu asked)\n", worst,
            worst_n);
     for (size_t k = 10; k <= 16; k++) {
-        for (size_t h = 1; h <= 16; h++) {
-            size_t n = ((size_t)1 << k) + h;
-            void *p = mc_malloc(n);
-            CHECK(p != NULL);
-            if (!p) return;
-            CHECKF(mc_usable_size(p) == ((size_t)1 << k) + 16, "%zu bytes: usable %zu", n,
-                   mc_usable_size(p));
-            mc_free(p);
-        }
-        size_t second = ((size_t)1 << k) + ((size_t)1 << (k - 4)) + 16;
-        for (size_t n = ((size_t)1 << k) + 17; n <= second; n += 8) {
-            void *p = mc_malloc(n);
-            CHECK(p != NULL);
-            if (!p) return;
-            CHECKF(mc_usable_size(p) == second, "%zu bytes: usable %zu", n, mc_usable_size(p));
-            mc_free(p);
-        }
+        size_t base = (size_t)1 << k;
+        rounds_to(base + 1, base + 16, 1, base + 16);
+        rounds_to(base + 17, base + (base >> 4) + 16, 8, base + (base >> 4) + 16);
     }
 }
 
