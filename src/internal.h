@@ -41,6 +41,7 @@ _Noreturn void _mc_fatal(const char *fmt, ...);
 void _mc_error_pointer(const char *func, const void *p, const char *what);
 /* Committed bytes: pages in use, huge blocks, metadata. */
 void _mc_stats_committed(long delta);
+long _mc_stats_committed_now(void); /* (bytes; may dip below 0 between updates) */
 void _mc_stats_print_at_exit(void);
 
 /* ---- options.c ----------------------------------------------------------------- */
@@ -163,6 +164,8 @@ static inline size_t mc_huge_usable(const mc_segment_t *seg, const void *p) {
 /* Visit every mapped segment under the registry lock (stats, heap map). */
 void _mc_segments_visit(void (*visit)(const mc_segment_t *seg, void *arg), void *arg);
 size_t _mc_segments_count(size_t *cached, size_t *abandoned);
+/* Bytes cut off huge mappings, resident, kept for the next huge block. */
+size_t _mc_segments_spare_bytes(void);
 size_t _mc_segments_abandoned(void);
 void _mc_segments_fork_prepare(void);
 void _mc_segments_fork_parent(void);

@@ -171,6 +171,20 @@ void *_mc_os_map(size_t size) {
     return raw_map(size);
 }
 
+void *_mc_os_map_at(void *addr, size_t size) {
+    if (fault_now(MC_OS_FAULT_MAP)) return NULL;
+    void *p = mmap(addr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    count_add(&os_count.mmap_calls, 1);
+    if (p == MAP_FAILED) return NULL;
+    count_mapped(size, 0);
+    if (p != addr) { /* a kernel that takes the flag for a hint */
+        raw_unmap(p, size);
+        return NULL;
+    }
+    return p;
+}
+
 int _mc_os_unmap(void *p, size_t size) {
     return raw_unmap(p, size);
 }

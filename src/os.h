@@ -37,6 +37,8 @@ void *_mc_os_map(size_t size);
  * offset a multiple of the page size.  Maps size + align and trims both ends,
  * so nothing but [x, x + size) stays mapped. */
 void *_mc_os_map_aligned(size_t size, size_t align, size_t offset);
+/* size bytes at addr exactly, if that address space is free; else NULL. */
+void *_mc_os_map_at(void *addr, size_t size);
 
 /* Unmap [p, p + size).  Pre: page-aligned.  Returns 0 or -1. */
 int _mc_os_unmap(void *p, size_t size);

@@ -127,6 +127,10 @@ void _mc_error_pointer(const char *func, const void *p, const char *what) {
 /* ---- Counters ------------------------------------------------------------------------------ */
 static _Atomic long committed, committed_peak;
 
+long _mc_stats_committed_now(void) {
+    return atomic_load_explicit(&committed, memory_order_relaxed);
+}
+
 void _mc_stats_committed(long delta) {
     long now = atomic_fetch_add_explicit(&committed, delta, memory_order_relaxed) + delta;
     long peak = atomic_load_explicit(&committed_peak, memory_order_relaxed);
@@ -182,7 +186,7 @@ mc_export void mc_stats_get(mc_stats_t *st) {
     st->segments = _mc_segments_count(&st->segments_cached, &st->segments_abandoned);
     st->heaps = _mc_heaps_count(&st->heaps_parked);
     _mc_segments_visit(stats_visit, st);
-    st->resident += st->committed;
+    st->resident += st->committed + _mc_segments_spare_bytes();
 }
 
 /* ---- Reports --------------------------------------------------------------------- */

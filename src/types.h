@@ -173,6 +173,7 @@ typedef struct mc_segment_s {
             uintptr_t cookie;                 /* address ^ secret: really ours */
             uint8_t kind;                     /* MC_SEGMENT_NORMAL / MC_SEGMENT_HUGE */
             uint8_t state;                    /* MC_SEGMENT_OWNED ... */
+            uint8_t pieced; /* huge: pages moved in from elsewhere: several kernel mappings */
             uint64_t free_map;
             uint64_t dirty_map;   /* free slices that may still be resident: to purge */
             uint64_t aged_map;    /* dirty at the last due purge_at: purged at the next */

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1353,6 +1354,69 @@ TEST(growing_block_keeps_cached_mapping) {
     mc_free(p);
 }
 
+static long minor_faults(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
+static int all_bytes(const unsigned char *p, size_t n, unsigned char c) {
+    for (size_t i = 0; i < n; i += 4093)
+        if (p[i] != c) return 0;
+    return p[n - 1] == c;
+}
+
+/* A cached huge mapping trimmed to serve a smaller block keeps what it cut
+ * off, resident, as spare pages; the next huge block larger than anything
+ * cached takes them instead of faulting in fresh ones.  calloc must still
+ * clear them, a block built of them must grow (realloc) with its contents,
+ * and a trim gives them back. */
+TEST(trimmed_pages_serve_the_next_huge_block) {
+    mc_trim(0); /* empty caches, no spares */
+    /* Spares are bounded by a quarter of what is committed: a big block
+     * (never touched, so never resident) makes room for them. */
+    void *room = mc_malloc(96 * MiB);
+    unsigned char *a = mc_malloc(16 * MiB);
+    CHECK(room != NULL && a != NULL);
+    if (!room || !a) return;
+    memset(a, 0x11, 16 * MiB);
+    mc_free(a); /* cached, resident */
+    mc_stats_t s0, s1, s2;
+    unsigned char *b = mc_malloc(4 * MiB); /* takes it, trimmed: ~12 MiB cut off */
+    CHECK(b != NULL);
+    mc_stats_get(&s0);
+    CHECKF(s0.resident >= s0.committed + 11 * MiB, "resident %zu MiB, committed %zu MiB",
+           s0.resident / MiB, s0.committed / MiB);
+    long f0 = minor_faults();
+    unsigned char *c = mc_calloc(1, 10 * MiB); /* nothing cached: a new mapping, spares in */
+    CHECK(c != NULL);
+    if (!c) return;
+    CHECKF(all_bytes(c, 10 * MiB, 0), "calloc of spare pages left old bytes");
+    long faults = minor_faults() - f0;
+    mc_stats_get(&s1);
+    CHECKF(faults < (long)(10 * MiB / 4096 / 4), "%ld page faults for 10 MiB of spare pages",
+           faults);
+    CHECKF(s1.mremap_calls > s0.mremap_calls, "no pages moved (mremap %zu -> %zu)", s0.mremap_calls,
+           s1.mremap_calls);
+    memset(c, 0x22, 10 * MiB);
+    unsigned char *d = mc_realloc(c, 20 * MiB); /* grows (or moves) with its pieces */
+    CHECK(d != NULL);
+    if (d) {
+        CHECKF(all_bytes(d, 10 * MiB, 0x22), "realloc lost the contents");
+        memset(d + 10 * MiB, 0x33, 10 * MiB);
+        CHECK(all_bytes(d + 10 * MiB, 10 * MiB, 0x33));
+    }
+    CHECK(mc_heap_check() == 0);
+    mc_free(d);
+    mc_free(b);
+    mc_free(room);
+    mc_trim(0);
+    mc_stats_get(&s2);
+    CHECKF(s2.resident < s2.committed + 1 * MiB,
+           "after a trim: resident %zu KiB, committed %zu KiB", s2.resident / KiB,
+           s2.committed / KiB);
+}
+
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1422,6 +1486,7 @@ int main(int argc, char **argv) {
     RUN(freed_blocks_of_other_threads_are_reused);
     RUN(fresh_mapping_elsewhere_purges_free_slices);
     RUN(growing_block_keeps_cached_mapping);
+    RUN(trimmed_pages_serve_the_next_huge_block);
     RUN(cached_memory_goes_back_in_time);
     RUN(huge_mapping_becomes_segment);
     return check_exit_status();
