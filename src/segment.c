@@ -546,6 +546,25 @@ static size_t huge_len(size_t offset, size_t size) {
  * the mapping goes with its end: to grow, it is made read-write again
  * (mremap moves one mapping, not two), and the new last page becomes the
  * guard; what it cuts off is unmapped. */
+/* Set once the kernel has refused to move a pieced mapping whole (Linux
+ * before 6.17): from then on blocks that realloc grows take no spare pages,
+ * since they could not grow again without a copy. */
+static bool pieced_moves_fail;
+
+/* May a huge block take spare pages?  One that realloc grows, only where
+ * the kernel moves pieced mappings. */
+static bool spares_for(bool growing) {
+    return !growing || !__atomic_load_n(&pieced_moves_fail, __ATOMIC_RELAXED);
+}
+
+/* Move a huge mapping of old bytes to target, a fresh mapping of len + g. */
+static bool huge_move(mc_segment_t *seg, size_t old, size_t len, size_t g, void *target) {
+    if (!seg->pieced) return _mc_os_remap(seg, old + g, len + g, target) != NULL;
+    if (_mc_os_remap(seg, old, old, target) != NULL) return true; /* (no resize) */
+    __atomic_store_n(&pieced_moves_fail, true, __ATOMIC_RELAXED);
+    return false;
+}
+
 static mc_segment_t *huge_resize(mc_segment_t *seg, size_t len) {
     size_t old = seg->size, g = huge_guard();
     if (len < old && g == 0) {
@@ -572,8 +591,7 @@ static mc_segment_t *huge_resize(mc_segment_t *seg, size_t len) {
             mc_segment_t *target = _mc_os_map_aligned(len + g, MC_SEGMENT_SIZE, 0);
             if (target != NULL) {
                 registry_remove(seg);
-                if (seg->pieced ? _mc_os_remap(seg, old, old, target) == NULL
-                                : _mc_os_remap(seg, old + g, len + g, target) == NULL) {
+                if (!huge_move(seg, old, len, g, target)) {
                     _mc_os_unmap(target, len + g);
                     registry_add(seg);
                     target = NULL;
@@ -723,9 +741,9 @@ void *_mc_huge_alloc(size_t size, size_t align, bool growing, bool *is_zero) {
             huge_resize(seg, seg->size > len && seg->size <= keep ? seg->size : len);
         if (sized != NULL) {
             *is_zero = sized->nonzero_map == 0;
-            /* Grown: spare pages for the new part.  (Not for realloc: a
-             * pieced block grows by mremap only on newer kernels.) */
-            if (!growing && old < len && spare_take((uint8_t *)sized + old, len - old) != 0) {
+            /* Grown: spare pages for the new part. */
+            if (old < len && spares_for(growing) &&
+                spare_take((uint8_t *)sized + old, len - old) != 0) {
                 *is_zero = false;
                 sized->pieced = 1;
             }
@@ -741,9 +759,10 @@ void *_mc_huge_alloc(size_t size, size_t align, bool growing, bool *is_zero) {
     /* Spare pages for the block first; then what the caches still hold
      * goes back, since it could not serve this request. */
     size_t start = mc_align_up(MC_HUGE_OFFSET, _mc_os_page_size());
-    size_t spared = seg != NULL && offset == MC_HUGE_OFFSET && !growing && guard == 0 && len > start
-                        ? spare_take((uint8_t *)seg + start, len - start)
-                        : 0;
+    size_t spared =
+        seg != NULL && offset == MC_HUGE_OFFSET && guard == 0 && len > start && spares_for(growing)
+            ? spare_take((uint8_t *)seg + start, len - start)
+            : 0;
     _mc_caches_purge_now();
     if (seg == NULL) return NULL;
     if (guard != 0) _mc_os_guard((uint8_t *)seg + len, guard, true);
@@ -808,6 +827,10 @@ void *_mc_huge_realloc(mc_segment_t *seg, size_t size) {
     }
     if (sized == NULL) sized = huge_resize(seg, len);
     if (sized == NULL) return NULL;
+    /* Grown: spare pages for the new part. */
+    if (sized->size > old && spares_for(true) &&
+        spare_take((uint8_t *)sized + old, sized->size - old) != 0)
+        sized->pieced = 1;
     sized->huge_asked = size;
     return sized->huge_block;
 }
