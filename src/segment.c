@@ -539,13 +539,6 @@ static size_t huge_len(size_t offset, size_t size) {
     return mc_align_up(offset + size, _mc_os_page_size());
 }
 
-/* Resize the mapping of a huge block to len bytes: shrink in place (what is
- * cut off becomes spare pages), grow in place, or move its pages (no copy)
- * to a new 4 MiB-aligned place.  Returns the header's address, or NULL if it
- * cannot grow (nothing changed).  In the secure build the guard page after
- * the mapping goes with its end: to grow, it is made read-write again
- * (mremap moves one mapping, not two), and the new last page becomes the
- * guard; what it cuts off is unmapped. */
 /* Set once the kernel has refused to move a pieced mapping whole (Linux
  * before 6.17): from then on blocks that realloc grows take no spare pages,
  * since they could not grow again without a copy. */
@@ -565,6 +558,13 @@ static bool huge_move(mc_segment_t *seg, size_t old, size_t len, size_t g, void 
     return false;
 }
 
+/* Resize the mapping of a huge block to len bytes: shrink in place (what is
+ * cut off becomes spare pages), grow in place, or move its pages (no copy)
+ * to a new 4 MiB-aligned place.  Returns the header's address, or NULL if it
+ * cannot grow (nothing changed).  In the secure build the guard page after
+ * the mapping goes with its end: to grow, it is made read-write again
+ * (mremap moves one mapping, not two), and the new last page becomes the
+ * guard; what it cuts off is unmapped. */
 static mc_segment_t *huge_resize(mc_segment_t *seg, size_t len) {
     size_t old = seg->size, g = huge_guard();
     if (len < old && g == 0) {
