@@ -550,6 +550,17 @@ static bool spares_for(bool growing) {
     return !growing || !__atomic_load_n(&pieced_moves_fail, __ATOMIC_RELAXED);
 }
 
+/* Fill [from, seg->size) of a huge block with spare pages, if it may take
+ * them (growing: realloc's); true if it took any (it is pieced now, and its
+ * bytes are not all zero). */
+static bool huge_fill_spares(mc_segment_t *seg, size_t from, bool growing) {
+    if (from >= seg->size || !spares_for(growing) ||
+        spare_take((uint8_t *)seg + from, seg->size - from) == 0)
+        return false;
+    seg->pieced = 1;
+    return true;
+}
+
 /* Move a huge mapping of old bytes to target, a fresh mapping of len + g. */
 static bool huge_move(mc_segment_t *seg, size_t old, size_t len, size_t g, void *target) {
     if (!seg->pieced) return _mc_os_remap(seg, old + g, len + g, target) != NULL;
@@ -741,12 +752,7 @@ void *_mc_huge_alloc(size_t size, size_t align, bool growing, bool *is_zero) {
             huge_resize(seg, seg->size > len && seg->size <= keep ? seg->size : len);
         if (sized != NULL) {
             *is_zero = sized->nonzero_map == 0;
-            /* Grown: spare pages for the new part. */
-            if (old < len && spares_for(growing) &&
-                spare_take((uint8_t *)sized + old, len - old) != 0) {
-                *is_zero = false;
-                sized->pieced = 1;
-            }
+            if (huge_fill_spares(sized, old, growing)) *is_zero = false; /* (grown) */
             sized->nonzero_map = 1;
             sized->huge_asked = size;
             return sized->huge_block;
@@ -756,15 +762,10 @@ void *_mc_huge_alloc(size_t size, size_t align, bool growing, bool *is_zero) {
     size_t guard = huge_guard();
     seg = align > MC_SEGMENT_SIZE ? _mc_os_map_aligned(len + guard, align, MC_SEGMENT_SIZE)
                                   : _mc_os_map_aligned(len + guard, MC_SEGMENT_SIZE, 0);
-    /* Spare pages for the block first; then what the caches still hold
-     * goes back, since it could not serve this request. */
-    size_t start = mc_align_up(MC_HUGE_OFFSET, _mc_os_page_size());
-    size_t spared =
-        seg != NULL && offset == MC_HUGE_OFFSET && guard == 0 && len > start && spares_for(growing)
-            ? spare_take((uint8_t *)seg + start, len - start)
-            : 0;
-    _mc_caches_purge_now();
-    if (seg == NULL) return NULL;
+    if (seg == NULL) {
+        _mc_caches_purge_now();
+        return NULL;
+    }
     if (guard != 0) _mc_os_guard((uint8_t *)seg + len, guard, true);
     seg->cookie = (uintptr_t)seg ^ _mc_secret;
     seg->kind = MC_SEGMENT_HUGE;
@@ -773,10 +774,14 @@ void *_mc_huge_alloc(size_t size, size_t align, bool growing, bool *is_zero) {
     seg->huge_block = (uint8_t *)seg + offset;
     seg->huge_asked = size;
     seg->nonzero_map = 1;
-    seg->pieced = spared != 0;
+    seg->pieced = 0;
+    /* Spare pages for the block first; then what the caches still hold
+     * goes back, since it could not serve this request. */
+    *is_zero = offset != MC_HUGE_OFFSET ||
+               !huge_fill_spares(seg, mc_align_up(offset, _mc_os_page_size()), growing);
+    _mc_caches_purge_now();
     registry_add(seg);
     _mc_stats_committed((long)len);
-    *is_zero = spared == 0;
     return seg->huge_block;
 }
 
@@ -827,10 +832,7 @@ void *_mc_huge_realloc(mc_segment_t *seg, size_t size) {
     }
     if (sized == NULL) sized = huge_resize(seg, len);
     if (sized == NULL) return NULL;
-    /* Grown: spare pages for the new part. */
-    if (sized->size > old && spares_for(true) &&
-        spare_take((uint8_t *)sized + old, sized->size - old) != 0)
-        sized->pieced = 1;
+    huge_fill_spares(sized, old, true); /* (grown) */
     sized->huge_asked = size;
     return sized->huge_block;
 }
