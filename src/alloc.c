@@ -14,9 +14,10 @@
  *
  *   free(p) -- p in a segment of ours, owned by this thread, page not full:
  *      |       push on the page's local_free -----------------------------> done
- *      \-- _mc_free_generic: NULL, bad pointers, huge blocks, full pages,
- *          inner-aligned blocks, and other threads' blocks (atomic push on
- *          the page's thread_free). */
+ *      \-- _mc_free_generic: first, a block of another thread's small or
+ *          medium page: atomic push on the page's thread_free -----------> done
+ *          then NULL, bad pointers, huge blocks, full pages, inner-aligned
+ *          blocks, and the other remote frees (the same push, checked in full). */
 #include "internal.h"
 
 /* ---- malloc ------------------------------------------------------------------------ */
@@ -127,7 +128,32 @@ bool _mc_locate(const void *p, const char *func, mc_where_t *w) {
 }
 
 /* ---- free --------------------------------------------------------------------------------- */
+/* A block of another thread's small or medium page, the common remote free:
+ * pushed with only the segment map and the descriptor's second line read
+ * (the line the push writes anyway), without the segment header, errno or
+ * the full check.  Everything else (and a pointer that is not a block's
+ * start) is left to the caller.  The checks are those of _mc_locate for
+ * such a block: a page in use, p the start of one of its blocks. */
+static bool free_remote_fast(void *p) {
+    uintptr_t i = (uintptr_t)p >> MC_SEGMENT_SHIFT;
+    if (mc_unlikely(i >= MC_SEGMAP_ENTRIES)) return false;
+    uint16_t tag = __atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED);
+    if (tag < MC_TAG_FIRST || tag == _mc_tag_tls) return false;
+    mc_page_t *pg = mc_slice_descriptor(i, p);
+    pg = (mc_page_t *)((uint8_t *)pg - pg->slice_back);
+    if (mc_unlikely(pg->kind != MC_KIND_SMALL && pg->kind != MC_KIND_MEDIUM)) return false;
+    if (mc_unlikely((void *)mc_page_block_of(pg, p) != p)) return false;
+    /* (Read before the push: once pushed, the block may be collected and
+     * its page released.) */
+    uint16_t bin = pg->remote_bin;
+    _mc_page_free_remote(pg, p);
+    mc_heap_t *heap = mc_heap_get();
+    if (bin != 0 && heap != &_mc_heap_empty) heap->foreign_page[bin] = pg;
+    return true;
+}
+
 mc_noinline void _mc_free_generic(void *p) {
+    if (free_remote_fast(p)) return;
     if (p == NULL) return;
     int saved = errno;
     mc_where_t w;

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -82,6 +83,33 @@ static void invalid_stack(void) {
 static void invalid_interior(void) {
     char *p = malloc(100);
     free(p + 16);
+}
+/* The same in a block of another thread, which free reaches by a shorter
+ * path than its own blocks: both builds catch it.  The thread stays alive,
+ * so that its pages have an owner. */
+static void *hold_blocks(void *arg) {
+    void **blocks = arg;
+    blocks[1] = malloc(100);
+    for (int i = 0; i < 8; i++) {
+        void *q = malloc(20000); /* a page of several slices */
+        if (blocks[2] == NULL || (uintptr_t)q > (uintptr_t)blocks[2]) blocks[2] = q;
+    }
+    __atomic_store_n(&blocks[0], (void *)1, __ATOMIC_RELEASE);
+    for (;;) pause();
+    return NULL;
+}
+static char *block_of_live_thread(int which) {
+    static void *blocks[3];
+    pthread_t t;
+    if (pthread_create(&t, NULL, hold_blocks, blocks) != 0) _exit(3);
+    while (__atomic_load_n(&blocks[0], __ATOMIC_ACQUIRE) == NULL) sched_yield();
+    return blocks[which];
+}
+static void invalid_interior_remote(void) {
+    free(block_of_live_thread(1) + 16);
+}
+static void invalid_interior_remote_medium(void) {
+    free(block_of_live_thread(2) + 16); /* past the page's first slice */
 }
 static void invalid_realloc(void) {
     char *p = malloc(100);
@@ -220,6 +248,10 @@ static const error_case_t cases[] = {
     {"double_free_wiped_medium", double_free_wiped_medium, "free(): double free of 0x", 0, 0},
     {"invalid_stack", invalid_stack, "not allocated by malloc-clone", 1, 0},
     {"invalid_interior", invalid_interior, "not the start of an allocated block", 0, 0},
+    {"invalid_interior_remote", invalid_interior_remote, "not the start of an allocated block", 1,
+     0},
+    {"invalid_interior_remote_medium", invalid_interior_remote_medium,
+     "not the start of an allocated block", 1, 0},
     {"invalid_realloc", invalid_realloc, "realloc(): invalid pointer", 1, 0},
     /* No slack after 24 bytes: the overflow hits the trailer. */
     {"overflow_one_small", overflow_one_small, "free(): heap overflow: ", 0, 0},
