@@ -113,6 +113,12 @@ bool _mc_locate(const void *p, const char *func, mc_where_t *w) {
         w->block = (mc_block_t *)w->seg->huge_block;
         return true;
     }
+    /* (p at a segment's very start has the segment before it as w->seg.) */
+    size_t off = (size_t)((uintptr_t)p - (uintptr_t)w->seg);
+    if (mc_unlikely(off < MC_SLICE_SIZE || off >= MC_SEGMENT_SIZE)) {
+        _mc_error_pointer(func, p, "not allocated by malloc-clone (segment metadata)");
+        return false;
+    }
     w->page = mc_page_of(w->seg, p);
     if (mc_unlikely(w->page->kind == MC_KIND_NONE)) {
         _mc_error_pointer(func, p, "not an allocated block (double free?)");
@@ -139,6 +145,7 @@ static bool free_remote_fast(void *p) {
     if (mc_unlikely(i >= MC_SEGMAP_ENTRIES)) return false;
     uint16_t tag = __atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED);
     if (tag < MC_TAG_FIRST || tag == _mc_tag_tls) return false;
+    if (mc_unlikely(mc_in_metadata(p))) return false;
     mc_page_t *pg = mc_slice_descriptor(i, p);
     pg = (mc_page_t *)((uint8_t *)pg - pg->slice_back);
     if (mc_unlikely(pg->kind != MC_KIND_SMALL && pg->kind != MC_KIND_MEDIUM)) return false;
@@ -209,7 +216,7 @@ static mc_noinline size_t usable_size_slow(const void *p, const char *func) {
 size_t _mc_usable_size(const void *p, const char *func) {
     uintptr_t i = (uintptr_t)p >> MC_SEGMENT_SHIFT;
     if (mc_likely(i < MC_SEGMAP_ENTRIES) &&
-        __atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED) >= MC_TAG_FIRST) {
+        __atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED) >= MC_TAG_FIRST && !mc_in_metadata(p)) {
         const mc_page_t *pg = mc_slice_descriptor(i, p);
         if (mc_likely((pg->kind == MC_KIND_SMALL || pg->kind == MC_KIND_MEDIUM) &&
                       pg->slice_back == 0 && (const void *)mc_page_block_of(pg, p) == p))

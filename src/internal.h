@@ -99,6 +99,12 @@ static inline mc_page_t *mc_slice_descriptor(uintptr_t i, const void *p) {
 }
 
 /* The page holding p, for a normal segment. */
+/* p lies in the first slice of its 4 MiB: a normal segment's metadata,
+ * where no block is (the header's fields are no descriptor to follow). */
+static inline bool mc_in_metadata(const void *p) {
+    return ((uintptr_t)p & MC_SEGMENT_MASK) < MC_SLICE_SIZE;
+}
+
 static inline mc_page_t *mc_page_of(mc_segment_t *seg, const void *p) {
     mc_page_t *d = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> MC_SLICE_SHIFT];
     return (mc_page_t *)((uint8_t *)d - d->slice_back);
@@ -346,8 +352,9 @@ static inline void *mc_heap_malloc(mc_heap_t *heap, size_t size) {
 /* free's fast path: the segment map says p is in a segment owned by this
  * thread; the page's descriptor (found by address arithmetic alone) has no
  * flag (not full, not a multi-slice page's inner slice, no inner-aligned
- * block) and p is not the block just freed: push p on local_free.  All else,
- * NULL and bad pointers included, goes to the slow path. */
+ * block; the segment header, in slice 0's place, has one too) and p is not
+ * the block just freed: push p on local_free.  All else, NULL and bad
+ * pointers included, goes to the slow path. */
 static inline void mc_free_inline(void *p) {
     if (MC_DEBUG >= 3) _mc_debug_check_heap();
     /* p itself, not p - 1, picks the map entry: a block of a normal segment

@@ -128,7 +128,8 @@ static void check_free_block(void *p, mc_segment_t *seg, mc_page_t *pg, const ch
  * checked (a marked block of ours) before it is followed. */
 static bool is_quarantined(const mc_block_t *b) {
     mc_segment_t *seg = mc_segment_of(b);
-    if (!mc_segmap_contains(seg) || seg->kind != MC_SEGMENT_NORMAL) return false;
+    if (!mc_segmap_contains(seg) || seg->kind != MC_SEGMENT_NORMAL || mc_in_metadata(b))
+        return false;
     mc_page_t *pg = mc_page_of(seg, b);
     return (pg->kind == MC_KIND_SMALL || pg->kind == MC_KIND_MEDIUM) &&
            mc_page_block_of(pg, b) == b && ((const uint64_t *)b)[1] == mark_of(b);

@@ -162,6 +162,7 @@ static mc_segment_t *segment_map_new(void) {
     /* Fresh memory is zero: only the non-zero fields need setting. */
     seg->cookie = (uintptr_t)seg ^ _mc_secret;
     seg->kind = MC_SEGMENT_NORMAL;
+    seg->not_a_page = MC_PAGE_FREED;
     seg->size = MC_SEGMENT_SIZE;
     seg->free_map = MC_SEGMENT_ALL_FREE;
     registry_add(seg);
@@ -769,6 +770,7 @@ void *_mc_huge_alloc(size_t size, size_t align, bool growing, bool *is_zero) {
     if (guard != 0) _mc_os_guard((uint8_t *)seg + len, guard, true);
     seg->cookie = (uintptr_t)seg ^ _mc_secret;
     seg->kind = MC_SEGMENT_HUGE;
+    seg->not_a_page = MC_PAGE_FREED;
     seg->state = MC_SEGMENT_ALONE;
     seg->size = len;
     seg->huge_block = (uint8_t *)seg + offset;

@@ -174,6 +174,12 @@ typedef struct mc_segment_s {
             uint8_t kind;                     /* MC_SEGMENT_NORMAL / MC_SEGMENT_HUGE */
             uint8_t state;                    /* MC_SEGMENT_OWNED ... */
             uint8_t pieced; /* huge: pages moved in from elsewhere: several kernel mappings */
+            uint8_t pad_;
+            /* Where slice 0's descriptor would have its flags: always set
+             * (MC_PAGE_FREED), so that free's fast path sends a pointer into
+             * the metadata slice to the checks instead of taking the header
+             * for a page. */
+            uint8_t not_a_page;
             uint64_t free_map;
             uint64_t dirty_map;   /* free slices that may still be resident: to purge */
             uint64_t aged_map;    /* dirty at the last due purge_at: purged at the next */
@@ -192,6 +198,8 @@ typedef struct mc_segment_s {
 
 _Static_assert(offsetof(mc_segment_t, all_prev) + sizeof(void *) <= sizeof(mc_page_t),
                "the header fits in pages[0]");
+_Static_assert(offsetof(mc_segment_t, not_a_page) == offsetof(mc_page_t, flags),
+               "the header's not_a_page is where a descriptor has its flags");
 _Static_assert(sizeof(mc_segment_t) <= MC_SLICE_SIZE, "segment metadata fits in slice 0");
 /* A huge segment uses only the header: its block may overlap pages[]. */
 _Static_assert(sizeof(mc_page_t) <= MC_HUGE_OFFSET,

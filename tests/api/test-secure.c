@@ -111,6 +111,20 @@ static void invalid_interior_remote(void) {
 static void invalid_interior_remote_medium(void) {
     free(block_of_live_thread(2) + 16); /* past the page's first slice */
 }
+/* An address in the first 64 KiB of a block's 4 MiB segment: its metadata,
+ * where no block is (a wild pointer near our blocks). */
+static char *metadata_of(const void *p) {
+    return (char *)((uintptr_t)p & ~(uintptr_t)((4 << 20) - 1)) + 4096 + 16;
+}
+static void invalid_metadata(void) {
+    free(metadata_of(malloc(100)));
+}
+static void invalid_metadata_remote(void) {
+    free(metadata_of(block_of_live_thread(1)));
+}
+static void invalid_metadata_usable(void) {
+    sink = (void *)(uintptr_t)malloc_usable_size(metadata_of(malloc(100)));
+}
 static void invalid_realloc(void) {
     char *p = malloc(100);
     sink = realloc(p + 32, 200);
@@ -252,6 +266,10 @@ static const error_case_t cases[] = {
      0},
     {"invalid_interior_remote_medium", invalid_interior_remote_medium,
      "not the start of an allocated block", 1, 0},
+    {"invalid_metadata", invalid_metadata, "free(): invalid pointer 0x", 1, 0},
+    {"invalid_metadata_remote", invalid_metadata_remote, "free(): invalid pointer 0x", 1, 0},
+    {"invalid_metadata_usable", invalid_metadata_usable, "malloc_usable_size(): invalid pointer", 1,
+     0},
     {"invalid_realloc", invalid_realloc, "realloc(): invalid pointer", 1, 0},
     /* No slack after 24 bytes: the overflow hits the trailer. */
     {"overflow_one_small", overflow_one_small, "free(): heap overflow: ", 0, 0},
