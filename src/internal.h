@@ -98,13 +98,13 @@ static inline mc_page_t *mc_slice_descriptor(uintptr_t i, const void *p) {
                          (((uintptr_t)p >> (MC_SLICE_SHIFT - 7)) & ((MC_SLICES - 1) << 7)));
 }
 
-/* The page holding p, for a normal segment. */
 /* p lies in the first slice of its 4 MiB: a normal segment's metadata,
  * where no block is (the header's fields are no descriptor to follow). */
 static inline bool mc_in_metadata(const void *p) {
     return ((uintptr_t)p & MC_SEGMENT_MASK) < MC_SLICE_SIZE;
 }
 
+/* The page holding p, for a normal segment. */
 static inline mc_page_t *mc_page_of(mc_segment_t *seg, const void *p) {
     mc_page_t *d = &seg->pages[((uintptr_t)p - (uintptr_t)seg) >> MC_SLICE_SHIFT];
     return (mc_page_t *)((uint8_t *)d - d->slice_back);

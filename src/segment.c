@@ -689,6 +689,7 @@ static mc_segment_t *segment_from_huge(void) {
     memset(&seg->pages[1], 0, (MC_SLICES - 1) * sizeof(mc_page_t));
     seg->pieced = 0;
     seg->kind = MC_SEGMENT_NORMAL;
+    seg->not_a_page = MC_PAGE_FREED;
     seg->state = 0;
     seg->size = MC_SEGMENT_SIZE;
     seg->free_map = MC_SEGMENT_ALL_FREE;
