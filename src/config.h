@@ -113,7 +113,7 @@
 #define MC_PUNCH_EVERY_MS         100 /* holes looked for, before growing, at most this often */
 #define MC_VISIT_BACKLOG          4   /* abandoned segments above which every heap visits */
 #define MC_PARK_MAX               8   /* heaps of exited threads kept whole for new threads */
-#define MC_PARK_SEGMENTS          16  /* ... if they own at most this many (parking walks them) */
+#define MC_PARK_SEGMENTS          2   /* ... if they own at most this many segments */
 /* Pages cut off cached huge mappings, kept resident for the next huge block
  * (segment.c, "Spare pages"): at most this many pieces, and bytes. */
 #define MC_SPARES    16

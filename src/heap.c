@@ -701,16 +701,17 @@ static void heap_abandon(mc_heap_t *heap) {
 }
 
 /* ---- Parked heaps ---------------------------------------------------------------
- * A thread that exits leaves its heap (if of MC_PARK_SEGMENTS segments or
+ * A thread that exits leaves a small heap (MC_PARK_SEGMENTS segments or
  * fewer) whole for the next thread to start: bin queues, pages and
  * segments as they were, its remote frees collected and its free slices
  * purged.  A program that replaces short threads (workers started per
  * round or per request) then carries on where the last thread stopped: the
  * blocks the old one freed are the first the new one gets, where adopting
  * abandoned segments hands a new thread whichever segment waited longest,
- * after a walk over its pages.  Parking walks the heap's pages (to collect
- * them), so a bigger heap is abandoned instead, which does not: a thread's
- * exit stays cheap whatever it held.  A heap waits parked at most
+ * after a walk over its pages.  A bigger heap is abandoned at once: its
+ * segments go to whoever needs them, each collected whole when adopted
+ * (parking bigger heaps made peak RSS less predictable: docs/design.md,
+ * section 6).  A heap waits parked at most
  * the purge delay, and at most MC_PARK_MAX heaps wait; a parked heap is
  * also abandoned when a live heap needs a segment, and on a trim.  While
  * parked no thread owns it: other threads free into its pages as remote
