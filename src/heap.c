@@ -711,12 +711,11 @@ static void heap_abandon(mc_heap_t *heap) {
  * after a walk over its pages.  A bigger heap is abandoned at once: its
  * segments go to whoever needs them, each collected whole when adopted
  * (parking bigger heaps made peak RSS less predictable: docs/design.md,
- * section 6).  A heap waits parked at most
- * the purge delay, and at most MC_PARK_MAX heaps wait; a parked heap is
- * also abandoned when a live heap needs a segment, and on a trim.  While
- * parked no thread owns it: other threads free into its pages as remote
- * frees, and only whoever takes it off the list (under heaps_lock) touches
- * it. */
+ * section 6).  A heap waits parked at most the purge delay, and at most
+ * MC_PARK_MAX heaps wait; a parked heap is also abandoned when a live heap
+ * needs a segment, and on a trim.  While parked no thread owns it: other
+ * threads free into its pages as remote frees, and only whoever takes it
+ * off the list (under heaps_lock) touches it. */
 static bool heap_park(mc_heap_t *heap) {
     long delay = mc_option(MC_OPTION_PURGE_DELAY_MS);
     if (delay == 0 || heap->segment_count > MC_PARK_SEGMENTS) return false;
