@@ -134,6 +134,24 @@ bool _mc_locate(const void *p, const char *func, mc_where_t *w) {
 }
 
 /* ---- free --------------------------------------------------------------------------------- */
+/* The page of p, if p is the start of a block of a small or medium page in
+ * a segment that a thread other than skip (a map tag) owns; NULL for all
+ * else, which _mc_locate sorts out.  Read from the segment map and the
+ * descriptor's second line only (fields that stay put while the block
+ * lives, so any thread may read them): the short paths of a remote free
+ * and of malloc_usable_size. */
+static inline mc_page_t *owned_block_page(const void *p, uint16_t skip) {
+    uintptr_t i = (uintptr_t)p >> MC_SEGMENT_SHIFT;
+    if (mc_unlikely(i >= MC_SEGMAP_ENTRIES)) return NULL;
+    uint16_t tag = __atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED);
+    if (tag < MC_TAG_FIRST || tag == skip || mc_unlikely(mc_in_metadata(p))) return NULL;
+    mc_page_t *pg = mc_slice_descriptor(i, p);
+    pg = (mc_page_t *)((uint8_t *)pg - pg->slice_back);
+    if (mc_unlikely(pg->kind != MC_KIND_SMALL && pg->kind != MC_KIND_MEDIUM)) return NULL;
+    if (mc_unlikely((const void *)mc_page_block_of(pg, p) != p)) return NULL;
+    return pg;
+}
+
 /* A block of another thread's small or medium page, the common remote free:
  * pushed with only the segment map and the descriptor's second line read
  * (the line the push writes anyway), without the segment header, errno or
@@ -141,15 +159,8 @@ bool _mc_locate(const void *p, const char *func, mc_where_t *w) {
  * start) is left to the caller.  The checks are those of _mc_locate for
  * such a block: a page in use, p the start of one of its blocks. */
 static bool free_remote_fast(void *p) {
-    uintptr_t i = (uintptr_t)p >> MC_SEGMENT_SHIFT;
-    if (mc_unlikely(i >= MC_SEGMAP_ENTRIES)) return false;
-    uint16_t tag = __atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED);
-    if (tag < MC_TAG_FIRST || tag == _mc_tag_tls) return false;
-    if (mc_unlikely(mc_in_metadata(p))) return false;
-    mc_page_t *pg = mc_slice_descriptor(i, p);
-    pg = (mc_page_t *)((uint8_t *)pg - pg->slice_back);
-    if (mc_unlikely(pg->kind != MC_KIND_SMALL && pg->kind != MC_KIND_MEDIUM)) return false;
-    if (mc_unlikely((void *)mc_page_block_of(pg, p) != p)) return false;
+    mc_page_t *pg = owned_block_page(p, _mc_tag_tls);
+    if (pg == NULL) return false;
     /* (Read before the push: once pushed, the block may be collected and
      * its page released.) */
     uint16_t bin = pg->remote_bin;
@@ -209,19 +220,12 @@ static mc_noinline size_t usable_size_slow(const void *p, const char *func) {
 
 /* Programs that keep their own count of the memory they use (redis) ask
  * this on every malloc and free, so the common case goes without a call:
- * the start of a block of a small or medium page, in the page's first
- * slice, in a segment some thread owns.  Only fields that stay put while
- * the block lives are read.  All else (NULL and bad pointers included) is
+ * the start of a block of a small or medium page in a segment some thread
+ * owns (owned_block_page).  All else (NULL and bad pointers included) is
  * the slow path's. */
 size_t _mc_usable_size(const void *p, const char *func) {
-    uintptr_t i = (uintptr_t)p >> MC_SEGMENT_SHIFT;
-    if (mc_likely(i < MC_SEGMAP_ENTRIES) &&
-        __atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED) >= MC_TAG_FIRST && !mc_in_metadata(p)) {
-        const mc_page_t *pg = mc_slice_descriptor(i, p);
-        if (mc_likely((pg->kind == MC_KIND_SMALL || pg->kind == MC_KIND_MEDIUM) &&
-                      pg->slice_back == 0 && (const void *)mc_page_block_of(pg, p) == p))
-            return pg->block_size;
-    }
+    const mc_page_t *pg = owned_block_page(p, MC_TAG_NOBODY); /* (never in the map) */
+    if (mc_likely(pg != NULL)) return pg->block_size;
     return usable_size_slow(p, func);
 }
 

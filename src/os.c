@@ -151,9 +151,10 @@ size_t _mc_os_page_size(void) {
     return os_page_size;
 }
 
-static void *raw_map(size_t size) {
+/* flags: added to MAP_PRIVATE | MAP_ANONYMOUS (addr is a hint without them). */
+static void *raw_map(void *addr, size_t size, int flags) {
     if (fault_now(MC_OS_FAULT_MAP)) return NULL;
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p = mmap(addr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
     count_add(&os_count.mmap_calls, 1);
     if (p == MAP_FAILED) return NULL;
     count_mapped(size, 0);
@@ -168,16 +169,12 @@ static int raw_unmap(void *p, size_t size) {
 }
 
 void *_mc_os_map(size_t size) {
-    return raw_map(size);
+    return raw_map(NULL, size, 0);
 }
 
 void *_mc_os_map_at(void *addr, size_t size) {
-    if (fault_now(MC_OS_FAULT_MAP)) return NULL;
-    void *p = mmap(addr, size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-    count_add(&os_count.mmap_calls, 1);
-    if (p == MAP_FAILED) return NULL;
-    count_mapped(size, 0);
+    void *p = raw_map(addr, size, MAP_FIXED_NOREPLACE);
+    if (p == NULL) return NULL;
     if (p != addr) { /* a kernel that takes the flag for a hint */
         raw_unmap(p, size);
         return NULL;
@@ -197,7 +194,7 @@ void *_mc_os_map_aligned(size_t size, size_t align, size_t offset) {
     if (size + align < size) return NULL;
     /* Over-allocate by align and cut the ends off: the kernel gives no way to
      * ask for an alignment. */
-    uint8_t *base = raw_map(size + align);
+    uint8_t *base = raw_map(NULL, size + align, 0);
     if (base == NULL) return NULL;
     uintptr_t want = ((uintptr_t)base + offset + align - 1) & ~(uintptr_t)(align - 1);
     uint8_t *x = (uint8_t *)(want - offset);
