@@ -14,10 +14,11 @@
  *
  *   free(p) -- p in a segment of ours, owned by this thread, page not full:
  *      |       push on the page's local_free -----------------------------> done
- *      \-- _mc_free_generic: first, a block of another thread's small or
- *          medium page: atomic push on the page's thread_free -----------> done
- *          then NULL, bad pointers, huge blocks, full pages, inner-aligned
- *          blocks, and the other remote frees (the same push, checked in full). */
+ *      \-- _mc_free_generic: first, a block's start in a small or medium page:
+ *          another thread's: atomic push on the page's thread_free ------> done
+ *          this thread's (a full page): push on local_free ---------------> done
+ *          then NULL, bad pointers, huge blocks, inner-aligned blocks, and
+ *          the other remote frees (the same push, checked in full). */
 #include "internal.h"
 
 /* ---- malloc ------------------------------------------------------------------------ */
@@ -135,43 +136,54 @@ bool _mc_locate(const void *p, const char *func, mc_where_t *w) {
 
 /* ---- free --------------------------------------------------------------------------------- */
 /* The page of p, if p is the start of a block of a small or medium page in
- * a segment that a thread other than skip (a map tag) owns; NULL for all
- * else, which _mc_locate sorts out.  Read from the segment map and the
+ * a segment some thread owns, and that owner's map tag in *owner; NULL for
+ * all else, which _mc_locate sorts out.  Read from the segment map and the
  * descriptor's second line only (fields that stay put while the block
- * lives, so any thread may read them): the short paths of a remote free
- * and of malloc_usable_size. */
-static inline mc_page_t *owned_block_page(const void *p, uint16_t skip) {
+ * lives, so any thread may read them): the short paths of free and of
+ * malloc_usable_size. */
+static inline mc_page_t *owned_block_page(const void *p, uint16_t *owner) {
     uintptr_t i = (uintptr_t)p >> MC_SEGMENT_SHIFT;
     if (mc_unlikely(i >= MC_SEGMAP_ENTRIES)) return NULL;
     uint16_t tag = __atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED);
-    if (tag < MC_TAG_FIRST || tag == skip || mc_unlikely(mc_in_metadata(p))) return NULL;
+    if (tag < MC_TAG_FIRST || mc_unlikely(mc_in_metadata(p))) return NULL;
     mc_page_t *pg = mc_slice_descriptor(i, p);
     pg = (mc_page_t *)((uint8_t *)pg - pg->slice_back);
     if (mc_unlikely(pg->kind != MC_KIND_SMALL && pg->kind != MC_KIND_MEDIUM)) return NULL;
     if (mc_unlikely((const void *)mc_page_block_of(pg, p) != p)) return NULL;
+    *owner = tag;
     return pg;
 }
 
-/* A block of another thread's small or medium page, the common remote free:
- * pushed with only the segment map and the descriptor's second line read
- * (the line the push writes anyway), without the segment header, errno or
- * the full check.  Everything else (and a pointer that is not a block's
- * start) is left to the caller.  The checks are those of _mc_locate for
- * such a block: a page in use, p the start of one of its blocks. */
-static bool free_remote_fast(void *p) {
-    mc_page_t *pg = owned_block_page(p, _mc_tag_tls);
+/* The common frees that the fast path leaves, without the segment header,
+ * errno or the full check (the checks are those of _mc_locate for such a
+ * block: a page in use, p the start of one of its blocks):
+ *   - a block of another thread's small or medium page: pushed on its
+ *     thread_free, reading only the descriptor's second line (the line the
+ *     push writes anyway);
+ *   - a block of the thread's own page that the fast path did not take (one
+ *     in the full queue, mostly): freed locally.
+ * Everything else (a pointer that is not a block's start, the head of a
+ * free list: a double free) is left to the caller. */
+static bool free_short(void *p) {
+    uint16_t owner;
+    mc_page_t *pg = owned_block_page(p, &owner);
     if (pg == NULL) return false;
+    mc_heap_t *heap = mc_heap_get();
+    if (owner == _mc_tag_tls) {
+        if (mc_unlikely(p == pg->local_free || p == pg->free)) return false;
+        _mc_heap_free_local(heap, pg, p);
+        return true;
+    }
     /* (Read before the push: once pushed, the block may be collected and
      * its page released.) */
     uint16_t bin = pg->remote_bin;
     _mc_page_free_remote(pg, p);
-    mc_heap_t *heap = mc_heap_get();
     if (bin != 0 && heap != &_mc_heap_empty) heap->foreign_page[bin] = pg;
     return true;
 }
 
 mc_noinline void _mc_free_generic(void *p) {
-    if (free_remote_fast(p)) return;
+    if (free_short(p)) return;
     if (p == NULL) return;
     int saved = errno;
     mc_where_t w;
@@ -224,7 +236,8 @@ static mc_noinline size_t usable_size_slow(const void *p, const char *func) {
  * owns (owned_block_page).  All else (NULL and bad pointers included) is
  * the slow path's. */
 size_t _mc_usable_size(const void *p, const char *func) {
-    const mc_page_t *pg = owned_block_page(p, MC_TAG_NOBODY); /* (never in the map) */
+    uint16_t owner;
+    const mc_page_t *pg = owned_block_page(p, &owner);
     if (mc_likely(pg != NULL)) return pg->block_size;
     return usable_size_slow(p, func);
 }

@@ -61,8 +61,8 @@ static void queue_unlink(mc_page_queue_t *q, mc_page_t *pg) {
 
 /* Point the direct-table entries of a small bin at its first page. */
 static void direct_update(mc_heap_t *heap, size_t bin) {
+    if (bin >= MC_BIN_HEADER_FIRST) return; /* a medium bin (the first is 2^10 + 16) */
     size_t size = _mc_bin_size(bin);
-    if (size > MC_SMALL_MAX) return;
     mc_page_t *pg = heap->queues[bin].first;
     if (pg == NULL) pg = (mc_page_t *)&_mc_page_empty;
     size_t lo = bin == 1 ? 0 : _mc_bin_size(bin - 1) / 8 + 1;
