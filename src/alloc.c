@@ -282,26 +282,35 @@ void *_mc_malloc_aligned(size_t size, size_t align) {
  * shrink in its segment, or when a huge mapping can be remapped; otherwise
  * a new block, a copy, and a free.  On failure p is untouched. */
 void *_mc_realloc(void *p, size_t size) {
-    mc_where_t w;
-    if (!_mc_locate(p, "realloc", &w)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    size_t usable = w.page == NULL ? mc_huge_usable(w.seg, p) : mc_page_block_usable(w.page, p);
     mc_heap_t *heap = mc_heap_get();
-    if (w.page == NULL) {
-        if (size > MC_LARGE_MAX) {
-            void *q = _mc_huge_realloc(w.seg, size);
-            if (q != NULL) return q;
-            /* The mapping could neither grow nor move (mremap refused, the
-             * map count at its limit...): a new block and a copy, below. */
+    size_t usable;
+    uint16_t owner;
+    const mc_page_t *pg = owned_block_page(p, &owner);
+    if (mc_likely(pg != NULL)) { /* the start of a small or medium block */
+        usable = pg->block_size;
+        if (size <= usable && size >= usable / 2) return p;
+    } else {
+        mc_where_t w;
+        if (!_mc_locate(p, "realloc", &w)) {
+            errno = EINVAL;
+            return NULL;
         }
-    } else if (size <= usable && size >= usable / 2) {
-        return p;
-    } else if (w.page->kind == MC_KIND_LARGE && (void *)w.page->start == p &&
-               size > MC_MEDIUM_MAX && size <= MC_LARGE_MAX &&
-               _mc_heap_resize_large(heap, w.page, size)) {
-        return p;
+        usable = w.page == NULL ? mc_huge_usable(w.seg, p) : mc_page_block_usable(w.page, p);
+        if (w.page == NULL) {
+            if (size > MC_LARGE_MAX) {
+                void *q = _mc_huge_realloc(w.seg, size);
+                if (q != NULL) return q;
+                /* The mapping could neither grow nor move (mremap refused,
+                 * the map count at its limit...): a new block and a copy,
+                 * below. */
+            }
+        } else if (size <= usable && size >= usable / 2) {
+            return p;
+        } else if (w.page->kind == MC_KIND_LARGE && (void *)w.page->start == p &&
+                   size > MC_MEDIUM_MAX && size <= MC_LARGE_MAX &&
+                   _mc_heap_resize_large(heap, w.page, size)) {
+            return p;
+        }
     }
     void *q;
     if (size > MC_LARGE_MAX && size > usable) { /* growing into a huge block */
