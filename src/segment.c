@@ -152,6 +152,16 @@ static mc_segment_t *segment_from_huge(void);
  * it sees it move. */
 static _Atomic uint32_t grow_epoch;
 
+/* Every slice's descriptor marked free (MC_PAGE_FREED), as it is once a
+ * page has been there: a zero descriptor would look to free's fast path
+ * like a page of this thread's, and a wild pointer into a slice that never
+ * held a page would go unreported.  (This writes the second 4 KiB of the
+ * descriptors, which a segment with fewer than 32 slices in use would
+ * otherwise leave untouched.) */
+static void segment_mark_free_slices(mc_segment_t *seg) {
+    _mc_page_clear_inner(seg->pages, 1, MC_SLICES);
+}
+
 static mc_segment_t *segment_map_new(void) {
     mc_segment_t *recycled = segment_from_huge();
     if (recycled != NULL) return recycled;
@@ -163,6 +173,7 @@ static mc_segment_t *segment_map_new(void) {
     seg->cookie = (uintptr_t)seg ^ _mc_secret;
     seg->kind = MC_SEGMENT_NORMAL;
     seg->not_a_page = MC_PAGE_FREED;
+    segment_mark_free_slices(seg);
     seg->size = MC_SEGMENT_SIZE;
     seg->free_map = MC_SEGMENT_ALL_FREE;
     registry_add(seg);
@@ -687,6 +698,7 @@ static mc_segment_t *segment_from_huge(void) {
     /* Under the registry lock: a statistics visit may be reading it. */
     _mc_lock(&registry_lock);
     memset(&seg->pages[1], 0, (MC_SLICES - 1) * sizeof(mc_page_t));
+    segment_mark_free_slices(seg);
     seg->pieced = 0;
     seg->kind = MC_SEGMENT_NORMAL;
     seg->not_a_page = MC_PAGE_FREED;

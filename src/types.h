@@ -86,8 +86,9 @@ typedef struct mc_block_s {
     0x04 /* descriptor of a slice inside a span, not a page:                                       \
             free finds the page through slice_back */
 #define MC_PAGE_FREED                                                                              \
-    0x08 /* descriptor of a free slice that has been in a span: a free into it                     \
-            (a double free) goes to the slow path, which reports it */
+    0x08 /* descriptor of a free slice (segment.c sets it on every slice of a                      \
+            new segment): a free into it (a double or wild free) goes to the                       \
+            slow path, which reports it */
 
 /* page->kind, on the descriptor of a span's first slice. */
 enum {

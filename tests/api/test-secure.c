@@ -119,6 +119,13 @@ static char *metadata_of(const void *p) {
 static void invalid_metadata(void) {
     free(metadata_of(malloc(100)));
 }
+/* An address in the second-to-last 64 KiB slice of a block's 4 MiB
+ * segment: no page has ever been there (the child holds a few small pages,
+ * taken from the segment's low slices), so its descriptor is as the
+ * segment was set up. */
+static void invalid_unused_slice(void) {
+    free((char *)((uintptr_t)malloc(100) & ~(uintptr_t)((4 << 20) - 1)) + (62 << 16) + 64);
+}
 static void invalid_metadata_remote(void) {
     free(metadata_of(block_of_live_thread(1)));
 }
@@ -268,6 +275,7 @@ static const error_case_t cases[] = {
      "not the start of an allocated block", 1, 0},
     {"invalid_metadata", invalid_metadata, "free(): invalid pointer 0x", 1, 0},
     {"invalid_metadata_remote", invalid_metadata_remote, "free(): invalid pointer 0x", 1, 0},
+    {"invalid_unused_slice", invalid_unused_slice, "free(): invalid pointer 0x", 1, 0},
     {"invalid_metadata_usable", invalid_metadata_usable, "malloc_usable_size(): invalid pointer", 1,
      0},
     {"invalid_realloc", invalid_realloc, "realloc(): invalid pointer", 1, 0},
