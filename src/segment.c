@@ -899,7 +899,7 @@ bool _mc_segment_is_valid(const mc_segment_t *seg) {
     while (i < MC_SLICES_END) {
         const mc_page_t *pg = &seg->pages[i];
         if (seg->free_map & ((uint64_t)1 << i)) {
-            VALID(pg->kind == MC_KIND_NONE && pg->slice_back == 0);
+            VALID(pg->kind == MC_KIND_NONE && pg->slice_back == 0 && pg->flags == MC_PAGE_FREED);
             i++;
             continue;
         }

@@ -144,7 +144,8 @@ _Static_assert(offsetof(mc_page_t, thread_free) == 64,
 /* ---- Segment -----------------------------------------------------------------
  * Invariants (segment_is_valid, debug level 2):
  *   - bit 0 of free_map is clear (slice 0 is metadata); bit i is set iff
- *     slice i belongs to no page;
+ *     slice i belongs to no page, and then its descriptor has kind
+ *     MC_KIND_NONE and flags MC_PAGE_FREED exactly;
  *   - a page starting at slice i with n slices has pages[i + k].slice_back ==
  *     k * sizeof(mc_page_t) for k < n, and none of those slices is free;
  *   - dirty_map and nonzero_map describe free and used slices as named; a
