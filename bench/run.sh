@@ -216,8 +216,11 @@ run_one() {
     else
         local t0 t1
         t0=$(date +%s%N)
-        /usr/bin/time -f 'maxrss_kb=%M' -o "$timef" \
-            timeout -k 2 "$limit" env ${lib:+LD_PRELOAD="$lib"} "${cmd[@]}" >"$out" 2>"$err"
+        # (GNU time inside timeout, not around it: around it, %M is the
+        # largest of both processes, and timeout itself, about 1.6 MiB, is
+        # larger than the smallest workloads.)
+        timeout -k 2 "$limit" /usr/bin/time -f 'maxrss_kb=%M' -o "$timef" \
+            env ${lib:+LD_PRELOAD="$lib"} "${cmd[@]}" >"$out" 2>"$err"
         status=$?
         t1=$(date +%s%N)
         wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
