@@ -800,6 +800,7 @@ static void fork_parent(void) {
 }
 
 static void fork_child(void) {
+    _mc_os_atfork_child();
     _mc_segments_fork_child();
     _mc_lock_reset(&heaps_lock);
 }

@@ -19,6 +19,12 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+#include <sys/single_threaded.h>
+#define MC_HAVE_SINGLE_THREADED 1
+#else
+#define MC_HAVE_SINGLE_THREADED 0
+#endif
 
 extern char **environ;
 
@@ -309,7 +315,10 @@ static void futex_wake(uint32_t *addr) {
     syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+static void atfork_check(void);
+
 bool _mc_trylock(mc_lock_t *lock) {
+    atfork_check();
     uint32_t expected = 0;
     return __atomic_compare_exchange_n(&lock->state, &expected, 1, false, __ATOMIC_ACQUIRE,
                                        __ATOMIC_RELAXED);
@@ -340,12 +349,79 @@ void _mc_lock_reset(mc_lock_t *lock) {
     __atomic_store_n(&lock->state, 0, __ATOMIC_RELAXED);
 }
 
+/* ---- fork ------------------------------------------------------------------
+ * The fork handlers take every lock before fork and reset them in the child.
+ * They matter only when a thread other than the forking one may hold a lock,
+ * so in glibc (which says whether a process has ever had a second thread)
+ * they are registered by the first lock taken in a process that has one,
+ * not at start-up: a single-threaded program never has pthread_atfork's
+ * code resident (the kernel maps 64 KiB of libc around it).  Why that is
+ * safe: a thread that takes a lock has first made sure the handlers are
+ * registered, or waited for the thread registering them, holding no lock
+ * then (a nested lock was checked at the outer one); while the process has
+ * one thread, that thread is in fork, not in the allocator, when it forks;
+ * and glibc holds its own lock across both registering and fork's handlers,
+ * so a fork either sees the handlers or waits until they are there.  The
+ * registering thread's own allocations (pthread_atfork may malloc) pass. */
+/* atfork_state: ATFORK_NONE, ATFORK_DONE, or the pid of the process whose
+ * thread is registering them (a fork child whose parent was registering
+ * when it forked has no such thread, and no handlers: had the parent
+ * registered them, they ran, and the child's set DONE). */
+#define ATFORK_NONE 0
+#define ATFORK_DONE (-1)
+static _Atomic pid_t atfork_state;
+static void (*_Atomic atfork_prepare)(void);
+static void (*atfork_parent)(void), (*atfork_child)(void);
+static __thread bool atfork_registering;
+
+__attribute__((noinline)) static void atfork_register(void) {
+    if (atfork_registering) return; /* pthread_atfork's own malloc */
+    pid_t self = getpid();
+    for (;;) {
+        pid_t state = ATFORK_NONE;
+        if (atomic_compare_exchange_strong(&atfork_state, &state, self)) break;
+        if (state == ATFORK_DONE) return;
+        if (state != self) { /* left by the parent: start over */
+            atomic_compare_exchange_strong(&atfork_state, &state, ATFORK_NONE);
+            continue;
+        }
+        _mc_os_spin_pause(); /* another thread of this process registers them */
+    }
+    atfork_registering = true;
+    int err = pthread_atfork(atomic_load(&atfork_prepare), atfork_parent, atfork_child);
+    atfork_registering = false;
+    if (err != 0) {
+        static const char msg[] = "mclone: pthread_atfork failed: a child forked while "
+                                  "other threads allocate may hang\n";
+        _mc_os_write(2, msg, sizeof msg - 1);
+    }
+    atomic_store_explicit(&atfork_state, ATFORK_DONE, memory_order_release);
+}
+
+static inline void atfork_check(void) {
+    if (__builtin_expect(atomic_load_explicit(&atfork_state, memory_order_acquire) == ATFORK_DONE,
+                         1))
+        return;
+    if (atomic_load_explicit(&atfork_prepare, memory_order_acquire) == NULL) return; /* start-up */
+#if MC_HAVE_SINGLE_THREADED
+    if (__libc_single_threaded) return;
+#endif
+    atfork_register();
+}
+
+void _mc_os_atfork_child(void) {
+    atomic_store_explicit(&atfork_state, ATFORK_DONE, memory_order_relaxed);
+}
+
+void _mc_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
+    atfork_parent = parent;
+    atfork_child = child;
+    atomic_store_explicit(&atfork_prepare, prepare, memory_order_release);
+    atfork_check();
+}
+
 /* ---- Threads ------------------------------------------------------------------ */
 static pthread_key_t thread_key;
-
-int _mc_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
-    return pthread_atfork(prepare, parent, child);
-}
 
 int _mc_os_thread_key_create(void (*destructor)(void *)) {
     return pthread_key_create(&thread_key, destructor);

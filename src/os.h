@@ -92,8 +92,12 @@ void _mc_lock_reset(mc_lock_t *lock);
 void _mc_os_spin_pause(void);
 
 /* ---- Threads --------------------------------------------------------------- */
-/* Register fork handlers.  Returns 0 or an error number. */
-int _mc_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+/* Set the fork handlers: registered with pthread_atfork now if the process
+ * has a second thread, else by the first lock taken once it has one (os.c,
+ * "fork"). */
+void _mc_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+/* For the child handler: the handlers are registered (they just ran). */
+void _mc_os_atfork_child(void);
 /* Create the key whose destructor runs at thread exit for threads that set a
  * value.  Returns 0 or an error number. */
 int _mc_os_thread_key_create(void (*destructor)(void *));

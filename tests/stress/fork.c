@@ -5,10 +5,11 @@
  * Each child allocates blocks of every size range (and realloc, memalign,
  * calloc), checks and frees them, frees blocks that the parent's busy
  * threads had put in the shared table, starts a thread that allocates too,
- * and calls _exit(0).  A lock held by a busy thread at the moment of fork
- * and not handled in the child shows as a child that never exits: the
- * parent waits for each child with a deadline (and the child has an alarm),
- * so a deadlock is a failure, not a hang.
+ * and calls _exit(0).  (First, fork_first_threads does the same in fresh
+ * processes whose threads have just started.)  A lock held by a busy
+ * thread at the moment of fork and not handled in the child shows as a
+ * child that never exits: the parent waits for each child with a deadline
+ * (and the child has an alarm), so a deadlock is a failure, not a hang.
  *
  *   fork [-f forks] [-t busy threads] [-d deadline per child in seconds]
  *
@@ -189,6 +190,72 @@ static int wait_with_deadline(pid_t pid, double seconds) {
     }
 }
 
+/* Forks child i, which runs child_work, and waits for it (the parent
+ * allocates meanwhile).  Counts a child that hung or failed, and logs the
+ * first few. */
+static void fork_one(long i, struct rng *r, int *hung, int *failed) {
+    void *mine = malloc(rng_range(r, 8, 100000));
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm((unsigned)deadline + 5);
+        _exit(child_work((unsigned)i + 1) ? 1 : 0);
+    }
+    free(mine);
+    if (pid < 0) {
+        FAIL("fork failed: errno %d", errno);
+        return;
+    }
+    int status = wait_with_deadline(pid, (double)deadline);
+    if (status == -1) {
+        if ((*hung)++ < 5) printf("# child %ld did not exit within %ld s\n", i, deadline);
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if ((*failed)++ < 5)
+            printf("# child %ld: %s %d\n", i, WIFSIGNALED(status) ? "signal" : "exit status",
+                   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    }
+}
+
+/* ---- The first threads -------------------------------------------------------
+ * The fork handlers are registered by the first lock taken once the process
+ * has a second thread (src/os.c, "fork"), so this runs first, while the
+ * test's process has one thread: each round is a fresh child of it, which
+ * starts two busy threads and forks at once, ten times, while they take
+ * their first locks.  Its children must not hang either. */
+static int first_threads_round(long round) {
+    enum { BUSY = 2, FORKS = 10 };
+    pthread_t busy[BUSY];
+    for (int i = 0; i < BUSY; i++)
+        if (pthread_create(&busy[i], NULL, busy_main, (void *)(uintptr_t)(round * BUSY + i)) != 0)
+            return 1;
+    struct rng r = {(uint64_t)round};
+    int hung = 0, failed = 0;
+    for (long i = 0; i < FORKS; i++) fork_one(round * FORKS + i, &r, &hung, &failed);
+    atomic_store(&stop, 1);
+    for (int i = 0; i < BUSY; i++) pthread_join(busy[i], NULL);
+    return hung + failed + (atomic_load(&errors) != 0);
+}
+
+TEST(fork_first_threads) {
+    long rounds = forks / 10 < 1 ? 1 : forks / 10;
+    int bad = 0;
+    for (long i = 0; i < rounds; i++) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            alarm((unsigned)(6 * deadline + 5));
+            _exit(first_threads_round(i + 1) ? 1 : 0);
+        }
+        CHECKF(pid > 0, "fork failed: errno %d", errno);
+        if (pid < 0) break;
+        int status = wait_with_deadline(pid, 6.0 * (double)deadline);
+        if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
+        if (bad++ < 5)
+            printf("# round %ld: %s\n", i, status == -1 ? "did not exit in time" : "failed");
+    }
+    CHECKF(bad == 0, "%d of %ld rounds failed", bad, rounds);
+}
+
 TEST(fork) {
     pthread_t busy[MAX_BUSY];
     for (long i = 0; i < busy_threads; i++)
@@ -196,29 +263,7 @@ TEST(fork) {
     double start = now_seconds();
     int hung = 0, failed = 0;
     struct rng r = {99};
-    for (long i = 0; i < forks; i++) {
-        /* The parent allocates between forks as well. */
-        void *mine = malloc(rng_range(&r, 8, 100000));
-        fflush(stdout);
-        pid_t pid = fork();
-        if (pid == 0) {
-            alarm((unsigned)deadline + 5);
-            _exit(child_work((unsigned)i + 1) ? 1 : 0);
-        }
-        free(mine);
-        if (pid < 0) {
-            CHECKF(pid > 0, "fork failed: errno %d", errno);
-            continue;
-        }
-        int status = wait_with_deadline(pid, (double)deadline);
-        if (status == -1) {
-            if (hung++ < 5) printf("# child %ld did not exit within %ld s\n", i, deadline);
-        } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            if (failed++ < 5)
-                printf("# child %ld: %s %d\n", i, WIFSIGNALED(status) ? "signal" : "exit status",
-                       WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-        }
-    }
+    for (long i = 0; i < forks; i++) fork_one(i, &r, &hung, &failed);
     atomic_store(&stop, 1);
     for (long i = 0; i < busy_threads; i++) pthread_join(busy[i], NULL);
     for (int i = 0; i < TABLE; i++) {
@@ -245,6 +290,7 @@ int main(int argc, char **argv) {
         printf("not ok %sallocator_under_test\n", check_prefix);
         return 1;
     }
+    RUN(fork_first_threads);
     RUN(fork);
     return check_exit_status();
 }
