@@ -362,8 +362,9 @@ void _mc_lock_reset(mc_lock_t *lock) {
  * one thread, that thread is in fork, not in the allocator, when it forks;
  * and glibc holds its own lock across both registering and fork's handlers,
  * so a fork either sees the handlers or waits until they are there.  The
- * registering thread's own allocations (pthread_atfork may malloc) pass. */
-/* atfork_state: ATFORK_NONE, ATFORK_DONE, or the pid of the process whose
+ * registering thread's own allocations (pthread_atfork may malloc) pass.
+ *
+ * atfork_state: ATFORK_NONE, ATFORK_DONE, or the pid of the process whose
  * thread is registering them (a fork child whose parent was registering
  * when it forked has no such thread, and no handlers: had the parent
  * registered them, they ran, and the child's set DONE). */
@@ -387,9 +388,11 @@ __attribute__((noinline)) static void atfork_register(void) {
         }
         _mc_os_spin_pause(); /* another thread of this process registers them */
     }
+    int saved = errno; /* (free may come through here) */
     atfork_registering = true;
     int err = pthread_atfork(atomic_load(&atfork_prepare), atfork_parent, atfork_child);
     atfork_registering = false;
+    errno = saved;
     if (err != 0) {
         static const char msg[] = "mclone: pthread_atfork failed: a child forked while "
                                   "other threads allocate may hang\n";
