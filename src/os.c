@@ -317,18 +317,22 @@ static void futex_wake(uint32_t *addr) {
 
 static void atfork_check(void);
 
-bool _mc_trylock(mc_lock_t *lock) {
-    atfork_check();
+static bool lock_try(mc_lock_t *lock) {
     uint32_t expected = 0;
     return __atomic_compare_exchange_n(&lock->state, &expected, 1, false, __ATOMIC_ACQUIRE,
                                        __ATOMIC_RELAXED);
+}
+
+bool _mc_trylock(mc_lock_t *lock) {
+    atfork_check();
+    return lock_try(lock);
 }
 
 void _mc_lock(mc_lock_t *lock) {
     if (_mc_trylock(lock)) return;
     for (int i = 0; i < 64; i++) {
         _mc_os_spin_pause();
-        if (__atomic_load_n(&lock->state, __ATOMIC_RELAXED) == 0 && _mc_trylock(lock)) return;
+        if (__atomic_load_n(&lock->state, __ATOMIC_RELAXED) == 0 && lock_try(lock)) return;
     }
     /* Contended: mark the lock as having sleepers and wait on it.  errno is
      * preserved because free may come through here. */
