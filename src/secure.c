@@ -37,6 +37,9 @@
  * MC_SECURE_TRAILER bytes and seal the block before returning it. */
 #include "internal.h"
 
+/* Only the secure build has these (every call is behind MC_SECURE). */
+#if MC_SECURE
+
 #define FILL_WORD   0xdfdfdfdfdfdfdfdfull
 #define CANARY_BYTE 0xa5
 
@@ -309,3 +312,5 @@ void *_mc_secure_realloc(void *p, size_t size) {
     release_block(p, &w, &sb); /* checked above */
     return q;
 }
+
+#endif /* MC_SECURE */
