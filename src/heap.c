@@ -807,8 +807,8 @@ static void fork_child(void) {
 
 /* ---- Start-up -----------------------------------------------------------------------------
  * The first malloc of the process runs this.  Nothing here may allocate before the state is
- * READY; pthread_atfork and atexit (which may call malloc in glibc) come after, and find a
- * working allocator when they re-enter. */
+ * READY; atexit (which may call malloc in glibc) comes after, and finds a working allocator
+ * when it re-enters.  The fork handlers are registered later (os.c, "fork"). */
 enum { PROCESS_NONE, PROCESS_STARTING, PROCESS_READY };
 static _Atomic int process_state;
 
@@ -823,8 +823,10 @@ static bool process_init(void) {
             atomic_store(&process_state, PROCESS_NONE);
             return false;
         }
-        atomic_store_explicit(&process_state, PROCESS_READY, memory_order_release);
+        /* The handlers are known before any thread can take a lock (and so register them);
+         * nothing between here and READY takes one. */
         _mc_os_atfork(fork_prepare, fork_parent, fork_child);
+        atomic_store_explicit(&process_state, PROCESS_READY, memory_order_release);
         _mc_stats_print_at_exit();
         return true;
     }

@@ -424,7 +424,6 @@ void _mc_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(vo
     atfork_parent = parent;
     atfork_child = child;
     atomic_store_explicit(&atfork_prepare, prepare, memory_order_release);
-    atfork_check();
 }
 
 /* ---- Threads ------------------------------------------------------------------ */

@@ -92,9 +92,9 @@ void _mc_lock_reset(mc_lock_t *lock);
 void _mc_os_spin_pause(void);
 
 /* ---- Threads --------------------------------------------------------------- */
-/* Set the fork handlers: registered with pthread_atfork now if the process
- * has a second thread, else by the first lock taken once it has one (os.c,
- * "fork"). */
+/* Set the fork handlers, before any lock can be taken: the first lock taken
+ * once the process has a second thread registers them with pthread_atfork
+ * (os.c, "fork").  Allocates nothing. */
 void _mc_os_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
 /* For the child handler: the handlers are registered (they just ran). */
 void _mc_os_atfork_child(void);
