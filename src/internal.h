@@ -352,9 +352,10 @@ static inline void *mc_heap_malloc(mc_heap_t *heap, size_t size) {
 /* free's fast path: the segment map says p is in a segment owned by this
  * thread; the page's descriptor (found by address arithmetic alone) has no
  * flag (not full, not a multi-slice page's inner slice, no inner-aligned
- * block; the segment header, in slice 0's place, has one too) and p is not
- * the block just freed: push p on local_free.  All else, NULL and bad
- * pointers included, goes to the slow path. */
+ * block; the segment header, in slice 0's place, has one too), p is not
+ * the block just freed, and p is a multiple of 8 like every block's start:
+ * push p on local_free.  All else, NULL and bad pointers included, goes to
+ * the slow path. */
 static inline void mc_free_inline(void *p) {
     if (MC_DEBUG >= 3) _mc_debug_check_heap();
     /* p itself, not p - 1, picks the map entry: a block of a normal segment
@@ -366,7 +367,7 @@ static inline void mc_free_inline(void *p) {
         mc_likely(__atomic_load_n(&_mc_segmap[i], __ATOMIC_RELAXED) == _mc_tag_tls)) {
         mc_page_t *pg = mc_slice_descriptor(i, p);
         mc_block_t *b = (mc_block_t *)p, *head = pg->local_free;
-        if (mc_likely(pg->flags == 0 && b != head)) {
+        if (mc_likely(pg->flags == 0 && b != head && ((uintptr_t)p & 7) == 0)) {
             mc_block_set_next(b, head);
             pg->local_free = b;
             if (mc_unlikely(--pg->used == 0)) _mc_heap_page_emptied(pg);

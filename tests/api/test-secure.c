@@ -84,6 +84,12 @@ static void invalid_interior(void) {
     char *p = malloc(100);
     free(p + 16);
 }
+/* One not even 8-byte aligned, in the thread's own page: the release build's
+ * fast path sends it to the full check (no block starts there). */
+static void invalid_interior_misaligned(void) {
+    char *p = malloc(100);
+    free(p + 3);
+}
 /* The same in a block of another thread, which free reaches by a shorter
  * path than its own blocks: both builds catch it.  The thread stays alive,
  * so that its pages have an owner. */
@@ -269,6 +275,8 @@ static const error_case_t cases[] = {
     {"double_free_wiped_medium", double_free_wiped_medium, "free(): double free of 0x", 0, 0},
     {"invalid_stack", invalid_stack, "not allocated by malloc-clone", 1, 0},
     {"invalid_interior", invalid_interior, "not the start of an allocated block", 0, 0},
+    {"invalid_interior_misaligned", invalid_interior_misaligned,
+     "not the start of an allocated block", 1, 0},
     {"invalid_interior_remote", invalid_interior_remote, "not the start of an allocated block", 1,
      0},
     {"invalid_interior_remote_medium", invalid_interior_remote_medium,
