@@ -310,6 +310,23 @@ static const error_case_t cases[] = {
 
 static int secure, quarantine;
 
+/* Under user-mode emulation (the aarch64 suite runs this under qemu) the
+ * emulator reports the signal that ended the program on the same stderr,
+ * "qemu: uncaught target signal 6 (Aborted) - core dumped": not ours, so
+ * it is left out of what is checked. */
+static void drop_emulator_lines(char *buf) {
+    static const char mark[] = "qemu: uncaught target signal ";
+    char *line = buf;
+    while (*line != '\0') {
+        char *nl = strchr(line, '\n');
+        char *next = nl ? nl + 1 : line + strlen(line);
+        if (strncmp(line, mark, sizeof mark - 1) == 0)
+            memmove(line, next, strlen(next) + 1);
+        else
+            line = next;
+    }
+}
+
 static void run_case(const error_case_t *c) {
     if (!secure && !c->release) {
         printf("# %s%s: skipped, caught by the secure build only\n", check_prefix, c->name);
@@ -338,6 +355,8 @@ static void run_case(const error_case_t *c) {
         got += (size_t)r;
     buf[got] = '\0';
     close(fds[0]);
+    drop_emulator_lines(buf);
+    got = strlen(buf);
     int status = 0;
     waitpid(pid, &status, 0);
     check_test_failed = 0;
@@ -723,7 +742,12 @@ int main(void) {
     RUN(sized_frees);
     RUN(other_threads_free);
     RUN(guard_pages);
-    RUN(guards_hold_no_memory);
+    /* qemu-user may let MADV_DONTNEED pass or not, depending on how a
+     * mapping was made (not after mremap): residency is the host's. */
+    if (getenv("TEST_EMULATED") == NULL)
+        RUN(guards_hold_no_memory);
+    else
+        printf("# guards_hold_no_memory: not run under emulation\n");
     RUN(quarantine_is_bounded);
     RUN(quarantine_emptied_at_thread_exit);
     RUN(quarantine_emptied_by_trim);

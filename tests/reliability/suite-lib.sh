@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# What the reliability suites (tests/suites/5x-7x) share; sourced, after
+# What the reliability suites (tests/suites/5x-8x) share; sourced, after
 # they cd to the top of the tree.  Every program is bounded by timeout, and
 # a program that dies without a "not ok" line of its own becomes one.
 
