@@ -31,9 +31,9 @@ LDLIBS   := -lpthread
 # code ran fastpath in 0.59 s or 0.39-0.41 s (docs/design.md, section 11).
 # (The branch option is the x86 assembler's; other targets get the alignment.)
 comma     := ,
-TARGET    := $(shell $(CC) -dumpmachine 2>/dev/null)
+CC_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
 ALIGNFLAGS = -falign-functions=64 \
-             $(if $(filter x86_64-% i%86-%,$(TARGET)),$(if $(findstring clang,$(CC)),,-Wa$(comma))-mbranches-within-32B-boundaries)
+             $(if $(filter x86_64-% i%86-%,$(CC_MACHINE)),$(if $(findstring clang,$(CC)),,-Wa$(comma))-mbranches-within-32B-boundaries)
 
 SRCS := $(sort $(wildcard src/*.c))
 HDRS := $(wildcard src/*.h) include/mclone.h
