@@ -36,12 +36,7 @@ cp -r Makefile mk src include tests "$work"/
 cross() {
     local name=$1
     shift
-    if make -s -C "$work" AR=aarch64-linux-gnu-ar "$@" >"$work/make.log" 2>&1; then
-        echo "ok aarch64/$name"
-    else
-        sed 's/^/#   /' "$work/make.log" | head -20
-        echo "not ok aarch64/$name"
-    fi
+    checked "aarch64/$name" 300 make -s -C "$work" AR=aarch64-linux-gnu-ar "$@"
 }
 
 cross build-clang/release CC="clang --target=aarch64-linux-gnu" build/libmclone.so
