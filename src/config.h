@@ -111,6 +111,8 @@
 #define MC_SWEEP_PAGES            128 /* pages looked at per sweep of remote frees */
 #define MC_SWEEP_BINS             16  /* bins looked at per sweep */
 #define MC_PUNCH_EVERY_MS         100 /* holes looked for, before growing, at most this often */
+#define MC_TAIL_PURGE_EVERY_MS    4   /* a heap earns a tail purge this often (heap.c) */
+#define MC_TAIL_PURGE_BURST       64  /* and may save up this many */
 #define MC_VISIT_BACKLOG          4   /* abandoned segments above which every heap visits */
 #define MC_PARK_MAX               8   /* heaps of exited threads kept whole for new threads */
 #define MC_PARK_SEGMENTS          2   /* ... if they own at most this many segments */

@@ -223,6 +223,8 @@ size_t _mc_page_punch_holes(mc_page_t *pg);
 void _mc_page_fill_holes(mc_page_t *pg);
 /* Carve more blocks into the free list (capacity < reserved). */
 void _mc_page_extend(mc_page_t *pg);
+/* Purge the OS pages of the page's span that hold no carved block. */
+void _mc_page_purge_tail(mc_page_t *pg, bool madv_free);
 /* Refill free (empty) from local_free or thread_free. */
 void _mc_page_collect(mc_page_t *pg);
 /* Does the page have blocks to hand out without carving (a free list kept

@@ -150,6 +150,16 @@ void _mc_page_extend(mc_page_t *pg) {
     page_carve(pg, n == 0 ? 1 : n);
 }
 
+/* Purge the OS pages of the span past its carved blocks. */
+void _mc_page_purge_tail(mc_page_t *pg, bool madv_free) {
+    size_t ps = _mc_os_page_size();
+    uintptr_t from = (uintptr_t)pg->start + (size_t)pg->capacity * pg->block_size;
+    uintptr_t to =
+        (uintptr_t)mc_slice_start(mc_page_segment(pg), mc_page_index(pg) + pg->slice_count);
+    from = (from + ps - 1) & ~(uintptr_t)(ps - 1);
+    if (from < to) _mc_os_purge((void *)from, to - from, madv_free);
+}
+
 /* ---- Collecting --------------------------------------------------------------------- */
 /* Take the whole thread_free list (the state bits stay). */
 mc_block_t *_mc_page_take_thread_free(mc_page_t *pg) {

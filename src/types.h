@@ -235,6 +235,8 @@ typedef struct mc_heap_s {
     uint32_t trim_epoch;    /* the global trim request last served */
     uint32_t grow_epoch;    /* the last growth of the process seen */
     uint64_t punched_at;    /* when holes were last punched before growing (ms) */
+    uint64_t tails_at;      /* maintained_at when tail_purges was last topped up */
+    uint64_t tail_purges;   /* tail purges this heap may do now (heap.c) */
     /* Per bin: the last page of another heap this thread freed a block
      * into, and blocks taken back from such pages (heap.c, "Blocks of other
      * threads"). */

@@ -1103,6 +1103,45 @@ TEST(big_blocks_carved_one_at_a_time) {
     CHECKF(out[0] >= 24 * KiB && out[1] == 0, "%zu of 3 resident", out[1]);
 }
 
+/* A page started on slices that another page of the heap has just given
+ * back (dirty, not purged yet) purges the part it has not carved: that
+ * part held the other page's blocks, all written, and would otherwise
+ * stay resident until carving reached it.  Pages of 960-byte blocks,
+ * filled and freed, then a page of 704-byte blocks on one of their
+ * slices; in a thread of its own, so that its heap has neither size. */
+enum { TAIL_FILL = 3 * 68 };
+static void *start_page_on_used_slices(void *arg) {
+    static unsigned char *fill[TAIL_FILL];
+    size_t *out = arg, ps = (size_t)sysconf(_SC_PAGESIZE), slice = 64 * KiB;
+    for (int i = 0; i < TAIL_FILL; i++) {
+        if ((fill[i] = mc_malloc(900)) == NULL) return NULL;
+        memset(fill[i], i, 900);
+    }
+    for (int i = 0; i < TAIL_FILL; i++) mc_free(fill[i]);
+    unsigned char *p = mc_malloc(680);
+    if (p == NULL) return NULL;
+    uintptr_t at = (uintptr_t)p & ~(uintptr_t)(slice - 1);
+    for (int i = 0; i < TAIL_FILL; i++)
+        out[0] |= ((uintptr_t)fill[i] & ~(uintptr_t)(slice - 1)) == at;
+    for (size_t off = ps; off < slice; off += ps) {
+        unsigned char vec = 0;
+        if (mincore((void *)(at + off), ps, &vec) == 0 && (vec & 1)) out[1]++;
+    }
+    mc_free(p);
+    return NULL;
+}
+
+TEST(new_page_purges_what_it_has_not_carved) {
+    size_t out[2] = {0, 0};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, start_page_on_used_slices, out) == 0);
+    pthread_join(t, NULL);
+    printf("# page on freed slices: %zu of its last %zu OS pages resident\n", out[1],
+           (size_t)(64 * KiB / sysconf(_SC_PAGESIZE)) - 1);
+    CHECKF(out[0] == 1, "the new page is not on the freed slices");
+    if (getenv("TEST_EMULATED") == NULL) CHECKF(out[1] == 0, "%zu OS pages resident", out[1]);
+}
+
 /* Blocks of full pages, freed by their own thread: free's fast path leaves
  * them (the page is in the full queue) to the short path, which must put
  * each page back in its bin, where later mallocs of that size find the
@@ -1536,6 +1575,7 @@ int main(int argc, char **argv) {
     RUN(size_classes_are_tight);
     RUN(short_cycles_carve_little);
     RUN(big_blocks_carved_one_at_a_time);
+    RUN(new_page_purges_what_it_has_not_carved);
     RUN(own_full_pages_freed_and_reused);
     RUN(exited_threads_purge_free_slices);
     RUN(exited_thread_heap_goes_to_the_next_thread);
