@@ -152,12 +152,9 @@ void _mc_page_extend(mc_page_t *pg) {
 
 /* Purge the OS pages of the span past its carved blocks. */
 void _mc_page_purge_tail(mc_page_t *pg, bool madv_free) {
-    size_t ps = _mc_os_page_size();
-    uintptr_t from = (uintptr_t)pg->start + (size_t)pg->capacity * pg->block_size;
-    uintptr_t to =
-        (uintptr_t)mc_slice_start(mc_page_segment(pg), mc_page_index(pg) + pg->slice_count);
-    from = (from + ps - 1) & ~(uintptr_t)(ps - 1);
-    if (from < to) _mc_os_purge((void *)from, to - from, madv_free);
+    size_t from = mc_align_up((size_t)pg->capacity * pg->block_size, _mc_os_page_size());
+    size_t to = (size_t)pg->slice_count * MC_SLICE_SIZE; /* start is the span's first byte */
+    if (from < to) _mc_os_purge(pg->start + from, to - from, madv_free);
 }
 
 /* ---- Collecting --------------------------------------------------------------------- */
